@@ -1,0 +1,209 @@
+"""The `svcssl` command.
+
+Exit codes: 0 done; 2 input refused (nothing changed on disk); 1 deployment failed
+(and was rolled back) or another operational failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import ConfigError, InputError, SvcsslError
+from .fsutil import read_bounded
+from .operations.context import Context, open_context
+from .operations.firstrun import ensure_certificates
+from .operations.install import InstallOutcome, install_certificate
+from .operations.inventory import ServiceStatus, list_services, service_details
+from .operations.reset import reset_certificate
+from .operations.rollback import rollback_certificate
+from .settings import load_settings
+from .whm import certificate_info
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+CLI_ACTOR = "root (command line)"
+
+
+def _status_json(status: ServiceStatus) -> dict[str, Any]:
+    return {
+        "service": status.service.name,
+        "description": status.service.description,
+        "kind": status.service.kind,
+        "enabled": status.service.enabled,
+        "deprecated": status.service.deprecated,
+        "fingerprint": status.fingerprint,
+        "active_fingerprint": status.active.fingerprint if status.active else None,
+        "certificate_info": certificate_info(status.info),
+        "flags": list(status.flags),
+        "problem": status.problem,
+    }
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    statuses = list_services(ctx, include_disabled=args.all)
+    if args.json:
+        print(json.dumps([_status_json(s) for s in statuses], indent=2))
+        return EXIT_OK
+    now = ctx.now()
+    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "FLAGS"]]
+    for status in statuses:
+        info = status.info
+        if info is None:
+            rows.append([status.service.name, "-", "-", "-", "-", status.problem or ""])
+            continue
+        days = info.days_left(now)
+        rows.append([
+            status.service.name + (" (deprecated)" if status.service.deprecated else ""),
+            ", ".join(info.domains),
+            f"{info.not_after:%Y-%m-%d} ({days} days)",
+            info.key_label,
+            info.issuer_label,
+            ", ".join(status.flags) or "ok",
+        ])
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
+    details = service_details(ctx, args.service)
+    status = details.status
+    if args.json:
+        out = _status_json(status)
+        out["chain"] = [{"fingerprint": c.fingerprint, "certificate_info": certificate_info(c)} for c in details.chain]
+        out["history"] = [
+            {"fingerprint": h.fingerprint, "action": h.action, "actor": h.actor,
+             "installed_at": int(h.installed_at.timestamp()), "domains": list(h.domains),
+             "not_after": int(h.not_after.timestamp()),
+             "rolled_back_at": int(h.rolled_back_at.timestamp()) if h.rolled_back_at else None,
+             "active": status.active is not None and h.id == status.active.id}
+            for h in details.history
+        ]
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    service = status.service
+    print(f"Service:      {service.name} — {service.description}")
+    if service.deprecated:
+        print("              Deprecated: Apple ended the legacy APNs interface in November 2020.")
+    info = status.info
+    if info is None:
+        print(f"Certificate:  none usable ({status.problem})")
+    else:
+        print(f"Domains:      {', '.join(info.domains)}")
+        print(f"Issuer:       {info.issuer_label}" + ("  (self-signed: clients will not trust it)" if info.is_self_signed else ""))
+        print(f"Key:          {info.key_label}")
+        print(f"Valid:        {info.not_before:%Y-%m-%d %H:%M} – {info.not_after:%Y-%m-%d %H:%M} UTC "
+              f"({info.days_left(ctx.now())} days left)")
+        print(f"Signature:    {info.signature_algorithm}")
+        print(f"Fingerprint:  {info.fingerprint}")
+        print(f"Flags:        {', '.join(status.flags) or 'none'}")
+        for link in details.chain:
+            print(f"Chain:        {link.subject_cn or '?'} (issued by {link.issuer_label}, until {link.not_after:%Y-%m-%d})")
+    print("History:")
+    for entry in details.history:
+        mark = "*" if status.active is not None and entry.id == status.active.id else " "
+        rolled = f", rolled back {entry.rolled_back_at:%Y-%m-%d %H:%M}" if entry.rolled_back_at else ""
+        print(f" {mark} {entry.installed_at:%Y-%m-%d %H:%M}  {entry.action:<9} {entry.fingerprint[:16]}…  "
+              f"{', '.join(entry.domains)} (until {entry.not_after:%Y-%m-%d}) by {entry.actor}{rolled}")
+    return EXIT_OK
+
+
+def _report(outcomes: list[InstallOutcome]) -> int:
+    code = EXIT_OK
+    for outcome in outcomes:
+        if outcome.ok:
+            print(outcome.message)
+        else:
+            code = EXIT_FAILED
+            print(f"{outcome.service}: FAILED at {outcome.stage}: {outcome.message}", file=sys.stderr)
+            if outcome.output:
+                print(outcome.output, file=sys.stderr)
+    return code
+
+
+def cmd_install(ctx: Context, args: argparse.Namespace) -> int:
+    limit = ctx.settings.limits.max_input_bytes
+    crt = read_bounded(args.cert, limit, "crt")
+    key = read_bounded(args.key, limit, "key") if args.key else None
+    cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
+    password = read_bounded(args.password_file, 4096, "password").rstrip(b"\r\n") if args.password_file else None
+    prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return _report(outcomes)
+
+
+def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
+    return _report([reset_certificate(ctx, name, actor=CLI_ACTOR) for name in args.service])
+
+
+def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    return _report([rollback_certificate(ctx, args.service, actor=CLI_ACTOR)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svcssl", description="Keep the TLS certificates of this server's services valid.")
+    parser.add_argument("--config", help="TOML configuration file (default: $SVCSSL_CONFIG, else the embedded default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
+    parser.add_argument("--version", action="version", version=f"svcssl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the services and their certificates")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="include disabled services")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("details", help="one service's certificate, chain and history")
+    p.add_argument("service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_details)
+
+    p = sub.add_parser("install", help="install a certificate on one or more services")
+    p.add_argument("service", nargs="+")
+    p.add_argument("--cert", required=True, metavar="FILE", help="PEM, DER or PKCS#12; may also hold the key and chain")
+    p.add_argument("--key", metavar="FILE", help="private key (PEM or DER)")
+    p.add_argument("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
+    p.add_argument("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("reset", help="install a new self-signed certificate for the hostname")
+    p.add_argument("service", nargs="+")
+    p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser("rollback", help="go back to the previous certificate in the service's history")
+    p.add_argument("service")
+    p.set_defaults(func=cmd_rollback)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="svcssl: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        settings = load_settings(args.config)
+        ctx = open_context(settings)
+        ensure_certificates(ctx)
+        return args.func(ctx, args)
+    except ConfigError as exc:
+        print(f"svcssl: configuration error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
+    except InputError as exc:
+        print(f"svcssl: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
+    except SvcsslError as exc:
+        print(f"svcssl: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

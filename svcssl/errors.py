@@ -1,0 +1,98 @@
+"""The exception hierarchy.
+
+Every message here is meant for a person and never contains key material.
+``InputError`` is what the user can fix; it is always raised before anything is
+written. ``DeployError`` reports the stage that failed and whether the previous
+files were put back.
+"""
+
+from __future__ import annotations
+
+
+class SvcsslError(Exception):
+    """Base of every error svcssl reports to a user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class ConfigError(SvcsslError):
+    """The configuration file is wrong (unknown key, wrong type, bad value)."""
+
+
+class InputError(SvcsslError):
+    """Input the user can correct. ``field`` names the form/API field at fault."""
+
+    field: str | None = None
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        if field is not None:
+            self.field = field
+
+
+class UnknownServiceError(InputError):
+    field = "service"
+
+
+class InputTooLargeError(InputError):
+    pass
+
+
+class CertificateParseError(InputError):
+    field = "crt"
+
+
+class KeyParseError(InputError):
+    field = "key"
+
+
+class PasswordError(InputError):
+    field = "password"
+
+
+class KeyMismatchError(InputError):
+    field = "key"
+
+
+class ChainError(InputError):
+    field = "cabundle"
+
+
+class CertificateValidityError(InputError):
+    """Expired or not yet valid."""
+
+    field = "crt"
+
+
+class UnsupportedInputError(InputError):
+    """The service does not accept this kind of input (e.g. PEM for mail_apns)."""
+
+    field = "crt"
+
+
+class NothingToRollBackError(InputError):
+    field = "service"
+
+
+class StoreError(SvcsslError):
+    """The state directory is unusable or inconsistent."""
+
+
+class LockTimeoutError(SvcsslError):
+    """Another process holds a lock for too long."""
+
+
+class DeployError(SvcsslError):
+    """A deployment failed at ``stage``; ``rolled_back`` tells whether the old files are back."""
+
+    def __init__(self, message: str, *, service: str, stage: str, rolled_back: bool, output: str = ""):
+        super().__init__(message)
+        self.service = service
+        self.stage = stage
+        self.rolled_back = rolled_back
+        self.output = output

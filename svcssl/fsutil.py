@@ -1,0 +1,146 @@
+"""File-system primitives: staged atomic writes, file snapshots, locks, bounded reads."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import grp
+import os
+import pwd
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import InputError, InputTooLargeError, LockTimeoutError
+
+
+@dataclass(frozen=True)
+class FileSnapshot:
+    """What a file was: its bytes, mode and owner, or that it did not exist."""
+
+    path: Path
+    exists: bool
+    data: bytes = b""
+    mode: int = 0
+    uid: int = -1
+    gid: int = -1
+
+
+def snapshot(path: Path) -> FileSnapshot:
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            data = handle.read()
+    except FileNotFoundError:
+        return FileSnapshot(path=path, exists=False)
+    return FileSnapshot(path=path, exists=True, data=data, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+
+
+def resolve_owner(owner: str | None, group: str | None) -> tuple[int, int]:
+    """Numeric uid/gid for names; -1 leaves that part unchanged."""
+    uid = gid = -1
+    if owner:
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise LookupError(f"no such user '{owner}' on this system") from None
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise LookupError(f"no such group '{group}' on this system") from None
+    return uid, gid
+
+
+def stage_file(target: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> Path:
+    """Write ``data`` to a temp file beside ``target`` with its final mode and owner; return its path.
+
+    The file never exists with wider permissions than ``mode``: it is created 0600
+    by mkstemp, chowned, then chmodded.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".svcssl-new")
+    try:
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    os.close(fd)
+    return Path(name)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_staged(staged: Path, target: Path) -> None:
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+
+
+def atomic_write(target: Path, data: bytes, mode: int = 0o600, uid: int = -1, gid: int = -1) -> None:
+    commit_staged(stage_file(target, data, mode, uid, gid), target)
+
+
+def restore(snap: FileSnapshot) -> None:
+    """Put a file back as the snapshot saw it (or remove it if it did not exist)."""
+    if snap.exists:
+        uid = snap.uid if os.geteuid() == 0 else -1
+        gid = snap.gid if os.geteuid() == 0 else -1
+        atomic_write(snap.path, snap.data, snap.mode, uid, gid)
+    else:
+        try:
+            os.unlink(snap.path)
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = 120.0) -> Iterator[None]:
+    """An exclusive flock on ``path``, shared by every process using the same state directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(f"another svcssl process holds {path.name}; try again shortly") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, field: str | None = None) -> bytes:
+    """Read a user-named input file, refusing files over ``limit`` bytes with a clear message."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {os.fspath(path)}: {exc.strerror}", field=field) from None
+    if len(data) > limit:
+        raise InputTooLargeError(
+            f"{os.fspath(path)} is larger than the {limit:,}-byte limit for certificate input", field=field
+        )
+    return data

@@ -1,0 +1,162 @@
+"""Install a certificate on services: validate everything first, then one deploy per service.
+
+This is the one path for the CLI, the web form, the API and the maintenance run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from ..deploy import deploy_files, recover_interrupted, render_files
+from ..deploy.kinds import kind_of
+from ..errors import DeployError, InputError, InputTooLargeError, UnsupportedInputError
+from ..settings import ServiceSettings
+from ..store import AuditEntry
+from ..x509 import Bundle, assemble_bundle
+from ..x509.parse import read_certificate_input, read_certificates, read_private_key
+from ..x509.validate import covers_hostname, require_current, weak_reasons
+from .context import Context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedBundle:
+    """A bundle that passed every check, with the warnings that do not refuse it."""
+
+    bundle: Bundle
+    warnings: tuple[str, ...]
+    from_pkcs12: bool
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    service: str
+    ok: bool
+    fingerprint: str
+    previous_fingerprint: str | None
+    message: str
+    stage: str | None = None
+    rolled_back: bool = False
+    output: str = ""
+
+
+def _check_size(value: bytes | None, field: str, label: str, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise InputTooLargeError(f"The {label} is larger than the {limit:,}-byte limit.", field=field)
+
+
+def prepare_bundle(
+    ctx: Context,
+    crt: bytes,
+    key: bytes | None = None,
+    cabundle: bytes | None = None,
+    password: bytes | None = None,
+) -> PreparedBundle:
+    """Parse and check the user's input; raise InputError (nothing written) when it cannot be installed."""
+    limit = ctx.settings.limits.max_input_bytes
+    _check_size(crt, "crt", "certificate", limit)
+    _check_size(key, "key", "private key", limit)
+    _check_size(cabundle, "cabundle", "CA bundle", limit)
+    _check_size(password, "password", "password", 4096)
+    if crt is None or not crt.strip():
+        raise InputError("You must provide a certificate.", field="crt")
+    parsed = read_certificate_input(crt, password)
+    keys = parsed.keys
+    if key is not None and key.strip():
+        keys = keys + (read_private_key(key, password),)
+    extra = read_certificates(cabundle) if cabundle is not None and cabundle.strip() else ()
+    bundle = assemble_bundle(parsed.certificates, keys, extra)
+    info = bundle.info
+    require_current(info, ctx.now())
+    weak = weak_reasons(info)
+    if weak:
+        raise InputError(f"The certificate cannot be installed: {'; '.join(weak)}. "
+                         "TLS libraries on current systems refuse it.", field="crt")
+    warnings = []
+    if info.is_self_signed:
+        warnings.append("The certificate is self-signed: clients will not trust it.")
+    hostname = ctx.settings.server.hostname
+    if not covers_hostname(info, hostname):
+        warnings.append(f"The certificate does not cover the hostname {hostname} "
+                        f"(it covers {', '.join(info.domains) or 'no names'}).")
+    if not info.has_san:
+        warnings.append("The certificate has no subjectAltName extension: current clients ignore the common name.")
+    return PreparedBundle(bundle=bundle, warnings=tuple(warnings), from_pkcs12=parsed.from_pkcs12)
+
+
+def check_input_accepted(services: list[ServiceSettings], prepared: PreparedBundle) -> None:
+    for service in services:
+        if kind_of(service.kind).pkcs12_only and not prepared.from_pkcs12:
+            raise UnsupportedInputError(
+                f"The service '{service.name}' accepts only a PKCS#12 (.p12) file with its password. "
+                f"{kind_of(service.kind).note}"
+            )
+
+
+def deploy_bundle(
+    ctx: Context,
+    service: ServiceSettings,
+    bundle: Bundle,
+    *,
+    action: str,
+    actor: str,
+    reload: bool = True,
+    record: Callable[[], None] | None = None,
+) -> InstallOutcome:
+    """Deploy one bundle to one service under its lock; audit the outcome. Never raises DeployError."""
+    store = ctx.store
+    fingerprint = bundle.fingerprint
+    with store.service_lock(service.name):
+        recover_interrupted(service, store.journal_dir(service.name), ctx.settings.deploy)
+        current = store.active(service.name)
+        previous = current.fingerprint if current else None
+        now = ctx.now()
+        store.put_bundle(bundle, now)
+
+        def activate() -> None:
+            if record is not None:
+                record()
+            else:
+                store.record_active(service.name, fingerprint, action=action, actor=actor, now=now)
+
+        try:
+            report = deploy_files(
+                service, render_files(service, bundle), fingerprint=fingerprint,
+                settings=ctx.settings.deploy, journal_dir=store.journal_dir(service.name),
+                activate=activate, reload=reload, server_name=ctx.settings.server.hostname,
+            )
+        except DeployError as exc:
+            store.add_audit(AuditEntry(now, actor, action, service.name, previous, fingerprint,
+                                       "rolled back" if exc.rolled_back else "failed", f"{exc.stage}: {exc.message}"))
+            return InstallOutcome(service.name, False, fingerprint, previous, exc.message, exc.stage,
+                                  exc.rolled_back, exc.output)
+        store.add_audit(AuditEntry(now, actor, action, service.name, previous, fingerprint, "ok"))
+    steps = ["files written"]
+    if report.reloaded:
+        steps.append("daemon reloaded")
+    if report.probed:
+        steps.append(f"{service.probe} serves it")
+    return InstallOutcome(service.name, True, fingerprint, previous,
+                          f"Installed on {service.name}: " + ", ".join(steps) + ".", output=report.output)
+
+
+def install_certificate(
+    ctx: Context,
+    service_names: list[str] | tuple[str, ...],
+    crt: bytes,
+    key: bytes | None = None,
+    cabundle: bytes | None = None,
+    password: bytes | None = None,
+    *,
+    actor: str,
+) -> tuple[PreparedBundle, list[InstallOutcome]]:
+    """Validate once, then install on each service; one outcome per service."""
+    services = ctx.services(service_names)
+    prepared = prepare_bundle(ctx, crt, key, cabundle, password)
+    check_input_accepted(services, prepared)
+    outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]
+    return prepared, outcomes
+

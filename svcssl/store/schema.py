@@ -1,0 +1,55 @@
+"""The SQLite schema, versioned with PRAGMA user_version. Later issues append migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: certificates, per-service history (the active one is the newest not rolled back), audit log
+    """
+    CREATE TABLE certificates (
+        fingerprint TEXT PRIMARY KEY,
+        spki_sha256 TEXT NOT NULL,
+        subject_cn TEXT,
+        domains TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        key_label TEXT NOT NULL,
+        is_self_signed INTEGER NOT NULL,
+        added_at INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_spki ON certificates(spki_sha256);
+    CREATE TABLE service_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        fingerprint TEXT NOT NULL REFERENCES certificates(fingerprint),
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        installed_at INTEGER NOT NULL,
+        rolled_back_at INTEGER
+    );
+    CREATE INDEX service_history_service ON service_history(service, id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        service TEXT,
+        old_fingerprint TEXT,
+        new_fingerprint TEXT,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to the newest version; return that version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"the state database is version {version}, newer than this svcssl ({len(MIGRATIONS)})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)

@@ -1,0 +1,198 @@
+"""The state directory: content-addressed bundles, per-service history, audit log, locks.
+
+Layout (mode 0700)::
+
+    bundles/<fingerprint>/cert.pem chain.pem key.pem   (key 0600)
+    svcssl.db                                          (SQLite, versioned)
+    locks/<name>.lock                                  (flock)
+    journal/<service>/                                 (deploy journal, see deploy.deployer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import StoreError
+from ..fsutil import atomic_write, file_lock
+from ..x509 import Bundle, assemble_bundle
+from ..x509.encode import certificate_pem, chain_pem, key_pem
+from ..x509.parse import read_certificates, read_private_key
+from .schema import migrate
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: int
+    service: str
+    fingerprint: str
+    action: str
+    actor: str
+    installed_at: datetime
+    rolled_back_at: datetime | None
+    domains: tuple[str, ...]
+    not_after: datetime
+    issuer: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    service: str | None
+    old_fingerprint: str | None
+    new_fingerprint: str | None
+    outcome: str
+    detail: str = ""
+
+
+def _ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _dt(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class Store:
+    """One state directory. Cheap to open; open one per process or request."""
+
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+            for sub in ("bundles", "locks", "journal"):
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            self._db = sqlite3.connect(self.root / "svcssl.db", timeout=30, isolation_level=None, check_same_thread=False)
+            os.chmod(self.root / "svcssl.db", 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            raise StoreError(f"cannot use state directory {self.root}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- locks --------------------------------------------------------------
+    def lock(self, name: str, timeout: float = 120.0) -> AbstractContextManager[None]:
+        return file_lock(self.root / "locks" / f"{name}.lock", timeout)
+
+    def service_lock(self, service: str) -> AbstractContextManager[None]:
+        return self.lock(f"service-{service}")
+
+    def journal_dir(self, service: str) -> Path:
+        return self.root / "journal" / service
+
+    # --- bundles ------------------------------------------------------------
+    def bundle_dir(self, fingerprint: str) -> Path:
+        if len(fingerprint) != 64 or not all(c in "0123456789abcdef" for c in fingerprint):
+            raise StoreError(f"not a fingerprint: {fingerprint!r}")
+        return self.root / "bundles" / fingerprint
+
+    def put_bundle(self, bundle: Bundle, now: datetime) -> str:
+        """Keep the bundle under its fingerprint (idempotent)."""
+        info = bundle.info
+        directory = self.bundle_dir(info.fingerprint)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(directory / "key.pem", key_pem(bundle.key), 0o600)
+        atomic_write(directory / "chain.pem", chain_pem(bundle.chain), 0o600)
+        atomic_write(directory / "cert.pem", certificate_pem(bundle.leaf), 0o600)
+        self._db.execute(
+            "INSERT OR IGNORE INTO certificates VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                info.fingerprint, info.spki_sha256, info.subject_cn, json.dumps(list(info.domains)),
+                info.issuer_label, _ts(info.not_before), _ts(info.not_after), info.key_label,
+                int(info.is_self_signed), _ts(now),
+            ),
+        )
+        return info.fingerprint
+
+    def has_bundle(self, fingerprint: str) -> bool:
+        return (self.bundle_dir(fingerprint) / "cert.pem").exists()
+
+    def get_bundle(self, fingerprint: str) -> Bundle:
+        """Load a stored bundle. Its key was validated on import; it is not validated again."""
+        directory = self.bundle_dir(fingerprint)
+        try:
+            leaf_pem = (directory / "cert.pem").read_bytes()
+            chain = (directory / "chain.pem").read_bytes()
+            key = read_private_key((directory / "key.pem").read_bytes(), validate=False)
+        except OSError as exc:
+            raise StoreError(f"stored bundle {fingerprint[:16]}… is missing: {exc.strerror}") from None
+        leaf = read_certificates(leaf_pem, what="stored certificate", field="crt")
+        chain_certs = read_certificates(chain, what="stored chain") if chain.strip() else ()
+        return assemble_bundle(leaf, (key,), chain_certs)
+
+    # --- history ------------------------------------------------------------
+    _HISTORY_SQL = (
+        "SELECT h.id, h.service, h.fingerprint, h.action, h.actor, h.installed_at, h.rolled_back_at,"
+        " c.domains, c.not_after, c.issuer FROM service_history h JOIN certificates c USING (fingerprint)"
+    )
+
+    def _entry(self, row) -> HistoryEntry:
+        return HistoryEntry(
+            id=row[0], service=row[1], fingerprint=row[2], action=row[3], actor=row[4],
+            installed_at=_dt(row[5]), rolled_back_at=_dt(row[6]), domains=tuple(json.loads(row[7])),
+            not_after=_dt(row[8]), issuer=row[9],
+        )
+
+    def active(self, service: str) -> HistoryEntry | None:
+        row = self._db.execute(
+            self._HISTORY_SQL + " WHERE h.service = ? AND h.rolled_back_at IS NULL ORDER BY h.id DESC LIMIT 1",
+            (service,),
+        ).fetchone()
+        return self._entry(row) if row else None
+
+    def history(self, service: str) -> list[HistoryEntry]:
+        rows = self._db.execute(self._HISTORY_SQL + " WHERE h.service = ? ORDER BY h.id DESC", (service,))
+        return [self._entry(r) for r in rows]
+
+    def record_active(self, service: str, fingerprint: str, *, action: str, actor: str, now: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO service_history (service, fingerprint, action, actor, installed_at) VALUES (?,?,?,?,?)",
+            (service, fingerprint, action, actor, _ts(now)),
+        )
+
+    def rollback_target(self, service: str) -> HistoryEntry | None:
+        """The newest entry before the active one that is not rolled back and holds another certificate."""
+        current = self.active(service)
+        if current is None:
+            return None
+        row = self._db.execute(
+            self._HISTORY_SQL + " WHERE h.service = ? AND h.rolled_back_at IS NULL AND h.id < ?"
+            " AND h.fingerprint != ? ORDER BY h.id DESC LIMIT 1",
+            (service, current.id, current.fingerprint),
+        ).fetchone()
+        return self._entry(row) if row else None
+
+    def record_rollback(self, service: str, target: HistoryEntry, now: datetime) -> None:
+        """Mark every entry newer than ``target`` as rolled back, making ``target`` active again."""
+        self._db.execute(
+            "UPDATE service_history SET rolled_back_at = ? WHERE service = ? AND id > ? AND rolled_back_at IS NULL",
+            (_ts(now), service, target.id),
+        )
+
+    # --- audit --------------------------------------------------------------
+    def add_audit(self, entry: AuditEntry) -> None:
+        self._db.execute(
+            "INSERT INTO audit (at, actor, action, service, old_fingerprint, new_fingerprint, outcome, detail)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (_ts(entry.at), entry.actor, entry.action, entry.service, entry.old_fingerprint,
+             entry.new_fingerprint, entry.outcome, entry.detail),
+        )
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        rows = self._db.execute(
+            "SELECT at, actor, action, service, old_fingerprint, new_fingerprint, outcome, detail"
+            " FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]
