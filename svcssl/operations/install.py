@@ -61,7 +61,7 @@ def prepare_bundle(
     _check_size(key, "key", "private key", limit)
     _check_size(cabundle, "cabundle", "CA bundle", limit)
     _check_size(password, "password", "password", 4096)
-    if crt is None or not crt.strip():
+    if crt is None:
         raise InputError("You must provide a certificate.", field="crt")
     parsed = read_certificate_input(crt, password)
     keys = parsed.keys

@@ -106,7 +106,9 @@ def check_certificate(cert: x509.Certificate, what: str = "certificate", field: 
     except UnsupportedAlgorithm:
         raise CertificateParseError(f"The {what} uses a public-key algorithm that is not supported.", field=field) from None
     except (ValueError, TypeError) as exc:
-        raise CertificateParseError(f"The {what} is malformed: {_reason(exc)}.", field=field) from None
+        where = re.search(r'location: \["([a-z_]+)"', str(exc))
+        detail = f"its {where.group(1).replace('_', ' ')} extension cannot be decoded" if where else _reason(exc)
+        raise CertificateParseError(f"The {what} is malformed: {detail}.", field=field) from None
     return cert
 
 
