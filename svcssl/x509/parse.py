@@ -74,7 +74,11 @@ def split_pem(data: bytes, what: str, field: str) -> tuple[PemBlock, ...]:
     blocks = []
     for match in _BLOCK.finditer(text):
         label = match.group(1)
-        body = b"\n".join(line.strip() for line in match.group(2).split(b"\n") if line.strip())
+        lines = [line.strip() for line in match.group(2).split(b"\n") if line.strip()]
+        headers = [line for line in lines if b":" in line]
+        if headers:  # RFC 1421 headers (traditional encrypted keys) end with a blank line
+            lines = headers + [b""] + [line for line in lines if b":" not in line]
+        body = b"\n".join(lines)
         pem = b"-----BEGIN " + label + b"-----\n" + body + b"\n-----END " + label + b"-----\n"
         blocks.append(PemBlock(label=label, pem=pem, body=body))
     begins = len(_BEGIN.findall(text))

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install svcssl into ./.venv (and, with --test, everything the test suite needs, Debian packages included).
+# Runs on a fresh Debian 12 machine as root without asking; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_packages=()
+if [ "$want_test" = 1 ]; then
+  # real daemons the tests start on loopback
+  apt_packages+=(dovecot-imapd dovecot-pop3d exim4-daemon-light pure-ftpd)
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "svcssl: needs root to install Debian packages: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "svcssl: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+if [ "$want_test" = 1 ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi

@@ -1,0 +1,79 @@
+"""Configuration: the embedded default, the documented example, and refusals that name the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from svcssl.errors import ConfigError
+from svcssl.settings import build_settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_embedded_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SVCSSL_CONFIG", raising=False)
+    settings = load_settings()
+    assert settings.server.state_dir == tmp_path / "state"
+    assert list(settings.services) == ["cpanel", "dovecot", "exim", "ftp", "mail_apns"]
+    assert [s.name for s in settings.enabled_services()] == ["cpanel", "dovecot", "exim", "ftp"]
+    assert settings.services["ftp"].combined_file == tmp_path / "state/live/ftp/pure-ftpd.pem"
+    assert settings.services["dovecot"].key_mode == 0o600 and settings.services["dovecot"].reload == ()
+    assert settings.services["mail_apns"].deprecated and settings.services["mail_apns"].kind == "apns"
+    assert settings.server.hostname
+
+
+def test_environment_variable_names_the_file(tmp_path):
+    config = tmp_path / "x.toml"
+    config.write_text('[server]\nhostname = "Host.Example.COM."\nstate_dir = "st"\n')
+    settings = load_settings(environ={"SVCSSL_CONFIG": str(config)})
+    assert settings.server.hostname == "host.example.com"
+    assert settings.server.state_dir == tmp_path / "st"
+
+
+def test_services_table_is_the_complete_set():
+    settings = build_settings({"services": {"postfix": {"kind": "generic", "cert_file": "/a", "key_file": "/b",
+                                                        "reload": ["postfix", "reload"],
+                                                        "probe": "smtp-starttls://127.0.0.1:25"}}}, base_dir=Path("/"))
+    assert list(settings.services) == ["postfix"]
+    postfix = settings.services["postfix"]
+    assert postfix.reload == ("postfix", "reload") and str(postfix.probe) == "smtp-starttls://127.0.0.1:25"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"sever": {}}, "'sever'"),
+    ({"server": {"hostname": 3}}, "'server.hostname' must be a string"),
+    ({"services": {"x": {"kind": "nginx", "cert_file": "/a", "key_file": "/b"}}}, "'services.x.kind' must be one of"),
+    ({"services": {"x": {"kind": "generic"}}}, "needs 'cert_file' and 'key_file', or 'combined_file'"),
+    ({"services": {"x": {"kind": "generic", "cert_file": "/a"}}}, "needs 'cert_file' and 'key_file'"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "reload": "systemctl reload x"}}},
+     "'services.x.reload' must be a list of strings"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "key_mode": "0999"}}}, "octal"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "probe": "https://h:1"}}}, "'services.x.probe'"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "probe": "tls://h"}}}, "needs a host and a port"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "enabled": "yes"}}}, "must be true or false"),
+    ({"services": {"x": {"kind": "generic", "combined_file": "/a", "cert_flie": "/b"}}}, "'services.x.cert_flie'"),
+    ({"certificates": {"key_type": "dsa"}}, "'certificates.key_type'"),
+])
+def test_bad_configuration_is_refused_with_the_key_name(doc, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_settings(doc, base_dir=Path("/"))
+
+
+def test_example_config_documents_every_key_and_loads():
+    example = ROOT / "config.example.toml"
+    settings = load_settings(example)
+    assert set(settings.services) >= {"cpanel", "dovecot", "exim", "ftp", "mail_apns"}
+    exim = settings.services["exim"]
+    assert exim.group == "Debian-exim" and exim.key_mode == 0o640
+    assert settings.services["dovecot"].reload[0] == "doveadm"
+    text = example.read_text()
+    from svcssl import settings as module
+    for table in (module._SERVER_KEYS, module._CERTIFICATE_KEYS, module._LIMIT_KEYS, module._DEPLOY_KEYS,
+                  module._SERVICE_KEYS):
+        for key in table:
+            assert f"{key} =" in text, f"config.example.toml does not document '{key}'"
+    tomllib.loads(text)
