@@ -19,6 +19,7 @@ from .operations.context import Context, open_context
 from .operations.firstrun import ensure_certificates
 from .operations.install import InstallOutcome, install_certificate
 from .operations.inventory import ServiceStatus, list_services, service_details
+from .operations.livecheck import LiveCheck, check_services, check_statuses
 from .operations.reset import reset_certificate
 from .operations.rollback import rollback_certificate
 from .settings import load_settings
@@ -28,7 +29,14 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 CLI_ACTOR = "root (command line)"
 
 
-def _status_json(status: ServiceStatus) -> dict[str, Any]:
+def _live_json(check: LiveCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {"state": check.state, "probe": check.probe, "served_fingerprint": check.served_fingerprint,
+            "detail": check.detail}
+
+
+def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[str, Any]:
     return {
         "service": status.service.name,
         "description": status.service.description,
@@ -40,6 +48,7 @@ def _status_json(status: ServiceStatus) -> dict[str, Any]:
         "certificate_info": certificate_info(status.info),
         "flags": list(status.flags),
         "problem": status.problem,
+        "live": _live_json(live),
     }
 
 
@@ -51,27 +60,48 @@ def _print_table(rows: list[list[str]]) -> None:
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     statuses = list_services(ctx, include_disabled=args.all)
+    live = {} if args.no_probe else {c.service: c for c in check_statuses(ctx, statuses)}
     if args.json:
-        print(json.dumps([_status_json(s) for s in statuses], indent=2))
+        print(json.dumps([_status_json(s, live.get(s.service.name)) for s in statuses], indent=2))
         return EXIT_OK
     now = ctx.now()
-    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "FLAGS"]]
+    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "FLAGS"]]
     for status in statuses:
         info = status.info
+        check = live.get(status.service.name)
+        live_text = check.state if check else "-"
         if info is None:
-            rows.append([status.service.name, "-", "-", "-", "-", status.problem or ""])
+            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.problem or ""])
             continue
         days = info.days_left(now)
+        flags = list(status.flags)
+        if check is not None and check.state == "differs":
+            flags.append("served certificate differs from installed")
         rows.append([
             status.service.name + (" (deprecated)" if status.service.deprecated else ""),
             ", ".join(info.domains),
             f"{info.not_after:%Y-%m-%d} ({days} days)",
             info.key_label,
             info.issuer_label,
-            ", ".join(status.flags) or "ok",
+            live_text,
+            ", ".join(flags) or "ok",
         ])
     _print_table(rows)
     return EXIT_OK
+
+
+def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+    checks = check_services(ctx, args.service)
+    if args.json:
+        print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,
+                           **_live_json(c)} for c in checks], indent=2))
+    else:
+        rows = [["SERVICE", "PROBE", "INSTALLED", "SERVED", "STATE"]]
+        for c in checks:
+            rows.append([c.service, c.probe or "-", (c.installed_fingerprint or "-")[:16],
+                         (c.served_fingerprint or "-")[:16], c.state if c.state != "unreachable" else f"unreachable ({c.detail})"])
+        _print_table(rows)
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
@@ -160,7 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="the services and their certificates")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="include disabled services")
+    p.add_argument("--no-probe", action="store_true", help="do not probe what each port serves")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check", help="probe each service: does its port serve the installed certificate?")
+    p.add_argument("service", nargs="*")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("details", help="one service's certificate, chain and history")
     p.add_argument("service")

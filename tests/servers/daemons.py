@@ -159,19 +159,30 @@ def _signal(pids: list[int], sig: int) -> None:
             pass
 
 
-def _terminate_tree(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM ``pid``, wait; then SIGTERM/SIGKILL whatever of its descendants is left."""
-    family = _descendants(pid)
-    _signal([pid], signal.SIGTERM)
-    if _wait_gone([pid], timeout):
-        _signal([pid], signal.SIGKILL)
-        _wait_gone([pid], 2.0)
-    left = _wait_gone(family, 1.0)
-    if left:
-        _signal(left, signal.SIGTERM)
-        left = _wait_gone(left, 2.0)
-        _signal(left, signal.SIGKILL)
-        _wait_gone(left, 2.0)
+def _terminate_tree(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM ``pid`` and everything it forked; SIGKILL what is left after ``grace`` seconds.
+
+    The children get the signal too: a Dovecot master otherwise waits for login processes that
+    wait (up to 5 s) for an auth or stats process that has already gone.
+    """
+    family: set[int] = set()
+    deadline = time.monotonic() + grace
+    while True:
+        new = set(_descendants(pid)) - family if _running(pid) else set()
+        family |= new
+        if not family and not new:
+            _signal([pid], signal.SIGTERM)
+        _signal([pid, *new], signal.SIGTERM) if new else None
+        if not _running(pid):
+            break
+        if time.monotonic() >= deadline:
+            _signal([pid, *(set(_descendants(pid)) | family)], signal.SIGKILL)
+            _wait_gone([pid], 2.0)
+            break
+        time.sleep(0.02)
+    left = _wait_gone(sorted(family), 1.0)
+    _signal(left, signal.SIGKILL)
+    _wait_gone(left, 2.0)
 
 
 # --------------------------------------------------------------------------- the handle
@@ -286,6 +297,8 @@ ssl_cert = <{Path(cert_file).absolute()}
 ssl_key = <{Path(key_file).absolute()}
 {f'ssl_dh = <{dh}' if dh.exists() else ''}
 auth_mechanisms = plain
+# no stats-writer connections: they make a stop right after a connection wait ~5 s
+stats_writer_socket_path =
 mail_location = maildir:~/Maildir
 passdb {{
   driver = static
