@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -43,7 +44,7 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
+STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 EXIM_USER = "Debian-exim"
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _handed_out: set[int] = set()
@@ -159,26 +160,23 @@ def _signal(pids: list[int], sig: int) -> None:
             pass
 
 
-def _terminate_tree(pid: int, grace: float = 3.0) -> None:
+def _terminate_tree(pid: int, grace: float = STOP_GRACE) -> None:
     """SIGTERM ``pid`` and everything it forked; SIGKILL what is left after ``grace`` seconds.
 
     The children get the signal too: a Dovecot master otherwise waits for login processes that
     wait (up to 5 s) for an auth or stats process that has already gone.
     """
-    family: set[int] = set()
+    family = set(_descendants(pid))
+    _signal([pid, *family], signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while True:
-        new = set(_descendants(pid)) - family if _running(pid) else set()
+    while _running(pid):
+        new = set(_descendants(pid)) - family
         family |= new
-        if not family and not new:
-            _signal([pid], signal.SIGTERM)
-        _signal([pid, *new], signal.SIGTERM) if new else None
-        if not _running(pid):
-            break
         if time.monotonic() >= deadline:
-            _signal([pid, *(set(_descendants(pid)) | family)], signal.SIGKILL)
+            _signal([pid, *family], signal.SIGKILL)
             _wait_gone([pid], 2.0)
             break
+        _signal(new, signal.SIGTERM)
         time.sleep(0.02)
     left = _wait_gone(sorted(family), 1.0)
     _signal(left, signal.SIGKILL)
@@ -235,26 +233,46 @@ class RunningDaemon:
         return "\n".join(parts) or "(no log output)"
 
 
-def _start(daemon: RunningDaemon, argv: list[str], ports: list[int], hint: str = "") -> RunningDaemon:
-    """Run the daemonising ``argv``; wait until every port accepts and the pid file names it."""
+def _pipe_closed(fd: int) -> bool:
+    """True once every holder of the pipe's write end (the daemon and its forks) has exited."""
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable) and os.read(fd, 1) == b""
+
+
+def _start(daemon: RunningDaemon, argv: list[str], ports: list[int], *, death_pipe: bool = False,
+           hint: str = "") -> RunningDaemon:
+    """Run the daemonising ``argv``; wait until every port accepts and the pid file names it.
+
+    With ``death_pipe`` the daemon inherits the write end of a pipe (pure-ftpd keeps it open),
+    so a daemon that dies during start-up is noticed at once instead of after the timeout.
+    """
     out = daemon.workdir / "start.out"
+    read_fd, write_fd = os.pipe() if death_pipe else (-1, -1)
     try:
-        with open(out, "ab") as sink:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                  cwd=daemon.workdir, start_new_session=True, timeout=START_TIMEOUT, check=False)
-        problem = f"`{' '.join(argv)}` exited {proc.returncode}" if proc.returncode != 0 else ""
-    except subprocess.TimeoutExpired:
-        problem = f"`{' '.join(argv)}` did not return within {START_TIMEOUT:g} s"
-    if not problem:
+        try:
+            with open(out, "ab") as sink:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                      cwd=daemon.workdir, start_new_session=True, timeout=START_TIMEOUT,
+                                      check=False, pass_fds=(write_fd,) if death_pipe else ())
+            problem = f"`{' '.join(argv)}` exited {proc.returncode}" if proc.returncode != 0 else ""
+        except subprocess.TimeoutExpired:
+            problem = f"`{' '.join(argv)}` did not return within {START_TIMEOUT:g} s"
+        if death_pipe:
+            os.close(write_fd)
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        while not problem:
             if daemon.pid() is not None and all(_port_accepts(p) for p in ports):
                 return daemon
-            if time.monotonic() >= deadline:
+            if death_pipe and _pipe_closed(read_fd):
+                problem = f"{daemon.name} exited during start-up{hint}"
+            elif time.monotonic() >= deadline:
                 problem = (f"{daemon.name} did not listen on {', '.join(f'{HOST}:{p}' for p in ports)} "
                            f"within {START_TIMEOUT:g} s{hint}")
-                break
-            time.sleep(0.02)
+            else:
+                time.sleep(0.02)
+    finally:
+        if death_pipe:
+            os.close(read_fd)
     tail = daemon.log_tail()
     daemon.stop()
     raise RuntimeError(f"{problem}\n{tail}")
@@ -279,6 +297,7 @@ def start_dovecot(workdir: Path, cert_file: Path, key_file: Path) -> RunningDaem
     # base_dir holds unix sockets (sun_path: 108 bytes); a deep pytest tmp_path may be too long.
     if len(str(base_dir)) > 70:
         base_dir = Path(tempfile.mkdtemp(prefix="svcssl-dovecot-", dir="/tmp"))
+        os.chmod(base_dir, 0o755)  # what Dovecot wants (it warns and fixes it otherwise)
         cleanup.append(base_dir)
     base_dir.mkdir(exist_ok=True)
     (workdir / "state").mkdir(exist_ok=True)
@@ -408,7 +427,7 @@ Stops the daemon by the PID in its pid file, starts it again with the same argv 
 the port answers with a 220 greeting.  Exits 1 if it does not within TIMEOUT seconds: a key that
 does not match the certificate makes pure-ftpd exit silently (it logs only to syslog).
 """
-import json, os, signal, socket, subprocess, sys, time
+import json, os, select, signal, socket, subprocess, sys, time
 
 CONFIG = json.loads(%(config)r)
 TIMEOUT = CONFIG["timeout"]
@@ -460,19 +479,28 @@ def greets():
 
 def main():
     stop()
+    # pure-ftpd keeps this pipe's write end open: EOF on the read end means it has exited.
+    read_fd, write_fd = os.pipe()
     proc = subprocess.run(CONFIG["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True, timeout=TIMEOUT)
+                          stderr=subprocess.DEVNULL, start_new_session=True, timeout=TIMEOUT,
+                          pass_fds=(write_fd,))
+    os.close(write_fd)
     if proc.returncode != 0:
         print("pure-ftpd exited %%d at start" %% proc.returncode, file=sys.stderr)
         return 1
+    where = "%%s:%%d" %% (CONFIG["host"], CONFIG["port"])
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         if greets():
-            print("pure-ftpd restarted, listening on %%s:%%d" %% (CONFIG["host"], CONFIG["port"]))
+            print("pure-ftpd restarted, listening on " + where)
             return 0
-        time.sleep(0.05)
-    print("pure-ftpd did not come back listening on %%s:%%d within %%g s (a key that does not match "
-          "the certificate makes it exit silently)" %% (CONFIG["host"], CONFIG["port"], TIMEOUT), file=sys.stderr)
+        if select.select([read_fd], [], [], 0)[0] and os.read(read_fd, 1) == b"":
+            print("pure-ftpd exited during start-up and does not listen on %%s (it logs only to syslog; "
+                  "does the key match the certificate?)" %% where, file=sys.stderr)
+            return 1
+        time.sleep(0.02)
+    print("pure-ftpd did not come back listening on %%s within %%g s (a key that does not match "
+          "the certificate makes it exit silently)" %% (where, TIMEOUT), file=sys.stderr)
     return 1
 
 
@@ -500,6 +528,6 @@ def start_pure_ftpd(workdir: Path, combined_file: Path) -> RunningDaemon:
         reload=[sys.executable, str(script)], config_test=[],
         pid_file=pid_file, executable=executable,
     )
-    return _start(daemon, argv, [port],
+    return _start(daemon, argv, [port], death_pipe=True,
                   hint=" (pure-ftpd logs only to syslog; a key that does not match the certificate "
                        "makes it exit silently)")
