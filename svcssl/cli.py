@@ -22,6 +22,8 @@ from .operations.inventory import ServiceStatus, list_services, service_details
 from .operations.livecheck import LiveCheck, check_services, check_statuses
 from .operations.reset import reset_certificate
 from .operations.rollback import rollback_certificate
+from .operations.users import create_user, ensure_root, set_password, set_service_ssl_privilege
+from .deploy.layout import installed_certificate_path, installed_key_path
 from .settings import load_settings
 from .whm import certificate_info
 
@@ -180,6 +182,60 @@ def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
     return _report([rollback_certificate(ctx, args.service, actor=CLI_ACTOR)])
 
 
+def _read_password(path: str) -> str:
+    data = read_bounded(path, 4096, "password").rstrip(b"\r\n")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("The password file is not UTF-8 text.", field="password") from None
+
+
+def cmd_user_add(ctx: Context, args: argparse.Namespace) -> int:
+    user = create_user(ctx, args.name, args.role, _read_password(args.password_file), actor=CLI_ACTOR)
+    print(f"Added {user.role} '{user.name}'.")
+    return EXIT_OK
+
+
+def cmd_user_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    set_password(ctx, args.name, _read_password(args.password_file), actor=CLI_ACTOR)
+    print(f"Password of '{args.name}' changed; its open sessions end.")
+    return EXIT_OK
+
+
+def cmd_reseller(ctx: Context, args: argparse.Namespace) -> int:
+    user = set_service_ssl_privilege(ctx, args.name, args.action == "grant", actor=CLI_ACTOR)
+    state = "may now" if user.service_ssl else "may no longer"
+    print(f"Reseller '{user.name}' {state} manage service SSL certificates.")
+    return EXIT_OK
+
+
+def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .web.server import PanelCertificate, PanelServer, parse_listen
+
+    panel = next((s for s in ctx.settings.enabled_services() if s.kind == "panel"), None)
+    if panel is None:
+        raise ConfigError("`svcssl serve` needs an enabled service of kind \"panel\" (the panel's own certificate).")
+    listen = args.listen or ctx.settings.server.listen
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    password = ensure_root(ctx)
+    certificate = PanelCertificate(installed_certificate_path(panel), installed_key_path(panel))
+    server = PanelServer(listen, certificate)
+    app = create_app(ctx.settings, panel_control=server)
+    shown = ctx.settings.server.hostname if host in ("0.0.0.0", "::") else host
+    print(f"svcssl panel: https://{shown}:{port}/  (state: {ctx.settings.server.state_dir})", flush=True)
+    if host in ("0.0.0.0", "::"):
+        print(f"              https://127.0.0.1:{port}/ from this machine", flush=True)
+    if password:
+        print(f"First start: log in as root with the password {password}  (shown only once; change it with "
+              f"`svcssl user passwd root --password-file FILE`)", flush=True)
+    server.run(app)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svcssl", description="Keep the TLS certificates of this server's services valid.")
     parser.add_argument("--config", help="TOML configuration file (default: $SVCSSL_CONFIG, else the embedded default)")
@@ -218,6 +274,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="go back to the previous certificate in the service's history")
     p.add_argument("service")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("serve", help="run the web panel over HTTPS on the panel service's certificate")
+    p.add_argument("--listen", metavar="HOST:PORT", help="default: [server] listen")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("user", help="panel users (root and resellers)")
+    user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    q = user_sub.add_parser("add", help="add a user")
+    q.add_argument("name")
+    q.add_argument("--role", choices=("reseller", "root"), default="reseller")
+    q.add_argument("--password-file", required=True, metavar="FILE")
+    q.set_defaults(func=cmd_user_add)
+    q = user_sub.add_parser("passwd", help="set a user's password")
+    q.add_argument("name")
+    q.add_argument("--password-file", required=True, metavar="FILE")
+    q.set_defaults(func=cmd_user_passwd)
+
+    p = sub.add_parser("reseller", help="grant or revoke a reseller's service-SSL privilege")
+    reseller_sub = p.add_subparsers(dest="reseller_command", required=True, metavar="ACTION")
+    for action in ("grant", "revoke"):
+        q = reseller_sub.add_parser(action, help=f"{action} the service-SSL privilege")
+        q.add_argument("name")
+        q.set_defaults(func=cmd_reseller, action=action)
     return parser
 
 

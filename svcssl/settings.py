@@ -287,7 +287,7 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
             hostname=hostname,
             main_ip=server.get("main_ip") or None,
             state_dir=state_dir,
-            listen=server.get("listen", "127.0.0.1:2087"),
+            listen=server.get("listen", "0.0.0.0:2087"),
         ),
         certificates=CertificateSettings(key_type=key_type, self_signed_days=days),
         limits=LimitSettings(max_input_bytes=max_input),

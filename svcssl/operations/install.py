@@ -54,8 +54,14 @@ def prepare_bundle(
     key: bytes | None = None,
     cabundle: bytes | None = None,
     password: bytes | None = None,
+    key_ref: str | None = None,
 ) -> PreparedBundle:
-    """Parse and check the user's input; raise InputError (nothing written) when it cannot be installed."""
+    """Parse and check the user's input; raise InputError (nothing written) when it cannot be installed.
+
+    ``key_ref`` names a stored bundle by fingerprint whose key is used when no key is
+    given (Apply Certificate to Another Service passes the key by reference, never
+    through the browser).
+    """
     limit = ctx.settings.limits.max_input_bytes
     _check_size(crt, "crt", "certificate", limit)
     _check_size(key, "key", "private key", limit)
@@ -67,6 +73,8 @@ def prepare_bundle(
     keys = parsed.keys
     if key is not None and key.strip():
         keys = keys + (read_private_key(key, password),)
+    elif key_ref and not keys:
+        keys = (referenced_key(ctx, key_ref),)
     extra = read_certificates(cabundle) if cabundle is not None and cabundle.strip() else ()
     bundle = assemble_bundle(parsed.certificates, keys, extra)
     info = bundle.info
@@ -85,6 +93,13 @@ def prepare_bundle(
     if not info.has_san:
         warnings.append("The certificate has no subjectAltName extension: current clients ignore the common name.")
     return PreparedBundle(bundle=bundle, warnings=tuple(warnings), from_pkcs12=parsed.from_pkcs12)
+
+
+def referenced_key(ctx: Context, fingerprint: str):
+    """The key of a certificate that is or was installed on a service (by its fingerprint)."""
+    if not ctx.store.was_installed(fingerprint):
+        raise InputError("The referenced private key is not available: paste the private key.", field="key")
+    return ctx.store.get_bundle(fingerprint).key
 
 
 def check_input_accepted(services: list[ServiceSettings], prepared: PreparedBundle) -> None:
@@ -152,10 +167,11 @@ def install_certificate(
     password: bytes | None = None,
     *,
     actor: str,
+    key_ref: str | None = None,
 ) -> tuple[PreparedBundle, list[InstallOutcome]]:
     """Validate once, then install on each service; one outcome per service."""
     services = ctx.services(service_names)
-    prepared = prepare_bundle(ctx, crt, key, cabundle, password)
+    prepared = prepare_bundle(ctx, crt, key, cabundle, password, key_ref)
     check_input_accepted(services, prepared)
     outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]
     return prepared, outcomes

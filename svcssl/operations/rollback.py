@@ -7,12 +7,19 @@ from .context import Context
 from .install import InstallOutcome, deploy_bundle
 
 
-def rollback_certificate(ctx: Context, name: str, *, actor: str) -> InstallOutcome:
+def rollback_certificate(ctx: Context, name: str, *, actor: str, fingerprint: str | None = None) -> InstallOutcome:
+    """Back to the previous certificate, or to the earlier one with ``fingerprint`` ("roll back to this")."""
     service = ctx.service(name)
     store = ctx.store
-    target = store.rollback_target(service.name)
-    if target is None:
+    targets = store.rollback_targets(service.name)
+    if fingerprint is not None:
+        targets = [t for t in targets if t.fingerprint == fingerprint]
+        if not targets:
+            raise NothingToRollBackError(f"The certificate {fingerprint[:16]}… is not an earlier certificate of "
+                                         f"'{name}' that can be rolled back to.")
+    if not targets:
         raise NothingToRollBackError(f"The service '{name}' has no earlier certificate in its history to roll back to.")
+    target = targets[0]
     bundle = store.get_bundle(target.fingerprint)
     return deploy_bundle(
         ctx, service, bundle, action="rollback", actor=actor,

@@ -1,3 +1,3 @@
 """The state directory and its SQLite index."""
 
-from .state import AuditEntry, HistoryEntry, Store  # noqa: F401
+from .state import AuditEntry, HistoryEntry, LoginFailures, Store, UserRecord  # noqa: F401

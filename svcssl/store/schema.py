@@ -42,6 +42,23 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: panel users (root and resellers) with the service-SSL privilege; failed-login throttling
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('root', 'reseller')),
+        password_hash TEXT NOT NULL,
+        service_ssl INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        password_changed_at INTEGER NOT NULL
+    );
+    CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        locked_until INTEGER
+    );
+    """,
 )
 
 

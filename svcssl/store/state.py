@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import StoreError
-from ..fsutil import atomic_write, file_lock
+from ..fsutil import atomic_write, file_lock, stage_file
 from ..x509 import Bundle, assemble_bundle
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.parse import read_certificates, read_private_key
@@ -38,6 +38,23 @@ class HistoryEntry:
     domains: tuple[str, ...]
     not_after: datetime
     issuer: str
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    role: str  # root | reseller
+    password_hash: str
+    service_ssl: bool  # the service-SSL privilege (always true in effect for root)
+    created_at: datetime
+    password_changed_at: datetime
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    failures: int
+    first_at: datetime
+    locked_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -155,23 +172,28 @@ class Store:
         rows = self._db.execute(self._HISTORY_SQL + " WHERE h.service = ? ORDER BY h.id DESC", (service,))
         return [self._entry(r) for r in rows]
 
+    def was_installed(self, fingerprint: str) -> bool:
+        """True when the certificate is or was active on some service (its bundle is ours to reuse)."""
+        row = self._db.execute("SELECT 1 FROM service_history WHERE fingerprint = ? LIMIT 1", (fingerprint,)).fetchone()
+        return row is not None and self.has_bundle(fingerprint)
+
     def record_active(self, service: str, fingerprint: str, *, action: str, actor: str, now: datetime) -> None:
         self._db.execute(
             "INSERT INTO service_history (service, fingerprint, action, actor, installed_at) VALUES (?,?,?,?,?)",
             (service, fingerprint, action, actor, _ts(now)),
         )
 
-    def rollback_target(self, service: str) -> HistoryEntry | None:
-        """The newest entry before the active one that is not rolled back and holds another certificate."""
+    def rollback_targets(self, service: str) -> list[HistoryEntry]:
+        """Entries before the active one, not rolled back, holding another certificate; newest first."""
         current = self.active(service)
         if current is None:
-            return None
-        row = self._db.execute(
+            return []
+        rows = self._db.execute(
             self._HISTORY_SQL + " WHERE h.service = ? AND h.rolled_back_at IS NULL AND h.id < ?"
-            " AND h.fingerprint != ? ORDER BY h.id DESC LIMIT 1",
+            " AND h.fingerprint != ? ORDER BY h.id DESC",
             (service, current.id, current.fingerprint),
-        ).fetchone()
-        return self._entry(row) if row else None
+        )
+        return [self._entry(r) for r in rows]
 
     def record_rollback(self, service: str, target: HistoryEntry, now: datetime) -> None:
         """Mark every entry newer than ``target`` as rolled back, making ``target`` active again."""
@@ -196,3 +218,63 @@ class Store:
             (limit,),
         )
         return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]
+
+    # --- users --------------------------------------------------------------
+    _USER_SQL = "SELECT name, role, password_hash, service_ssl, created_at, password_changed_at FROM users"
+
+    def _user(self, row) -> UserRecord:
+        return UserRecord(row[0], row[1], row[2], bool(row[3]), _dt(row[4]), _dt(row[5]))
+
+    def get_user(self, name: str) -> UserRecord | None:
+        row = self._db.execute(self._USER_SQL + " WHERE name = ?", (name,)).fetchone()
+        return self._user(row) if row else None
+
+    def list_users(self) -> list[UserRecord]:
+        return [self._user(r) for r in self._db.execute(self._USER_SQL + " ORDER BY role DESC, name")]
+
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO users (name, role, password_hash, service_ssl, created_at, password_changed_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (name, role, password_hash, int(role == "root"), _ts(now), _ts(now)),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"a user named '{name}' exists already") from None
+
+    def set_password_hash(self, name: str, password_hash: str, now: datetime) -> None:
+        self._db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
+                         (password_hash, _ts(now), name))
+
+    def set_service_ssl(self, name: str, granted: bool) -> None:
+        self._db.execute("UPDATE users SET service_ssl = ? WHERE name = ?", (int(granted), name))
+
+    # --- login throttling ---------------------------------------------------
+    def login_failures(self, key: str) -> LoginFailures | None:
+        row = self._db.execute("SELECT failures, first_at, locked_until FROM login_failures WHERE key = ?",
+                               (key,)).fetchone()
+        return LoginFailures(row[0], _dt(row[1]), _dt(row[2])) if row else None
+
+    def set_login_failures(self, key: str, record: LoginFailures | None) -> None:
+        if record is None:
+            self._db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO login_failures (key, failures, first_at, locked_until) VALUES (?,?,?,?)",
+                (key, record.failures, _ts(record.first_at),
+                 _ts(record.locked_until) if record.locked_until else None),
+            )
+
+    # --- the panel's session secret ----------------------------------------
+    def session_secret(self) -> bytes:
+        """32 random bytes, made once; two processes starting together still agree on one."""
+        path = self.root / "session_secret"
+        if not path.exists():
+            staged = stage_file(path, os.urandom(32), 0o600)
+            try:
+                os.link(staged, path)  # fails if another process made it first
+            except FileExistsError:
+                pass
+            finally:
+                staged.unlink()
+        return path.read_bytes()

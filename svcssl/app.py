@@ -1,0 +1,143 @@
+"""create_app(settings): the Flask application (no side effects beyond building it and its state directory)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Protocol
+
+from flask import Flask, g, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from .operations.context import utc_now
+from .operations.inventory import expiry_class, list_services
+from .settings import Settings
+from .web import audit, auth, resellers, service_ssl
+from .web.auth import current_user, login_required
+from .web.context import StorePool, context
+from .web.livecache import LiveCheckCache
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class PanelControl(Protocol):
+    def request_restart(self) -> None: ...
+
+
+@dataclass
+class PanelState:
+    settings: Settings
+    stores: StorePool
+    clock: Callable[[], datetime]
+    live: LiveCheckCache
+    panel_control: PanelControl | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _banner() -> list[dict]:
+    """The WHM Home warning: expired and expiring service certificates, for root on every page."""
+    if "svcssl_banner" in g:
+        return g.svcssl_banner
+    warnings = []
+    user = current_user()
+    if user is not None and user.is_root:
+        ctx = context()
+        now = ctx.now()
+        for status in list_services(ctx):
+            info = status.info
+            if info is None:
+                warnings.append({"service": status.service.name, "level": "expired",
+                                 "text": f"The service “{status.service.name}” has no usable certificate."})
+                continue
+            level = expiry_class(info, now)
+            if level == "expired":
+                text = f"The SSL certificate of “{status.service.name}” expired on {info.not_after:%Y-%m-%d}."
+            elif level in ("critical", "expiring"):
+                text = (f"The SSL certificate of “{status.service.name}” expires in "
+                        f"{info.days_left(now)} days ({info.not_after:%Y-%m-%d}).")
+            else:
+                continue
+            warnings.append({"service": status.service.name, "level": level, "text": text})
+    g.svcssl_banner = warnings
+    return warnings
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+               panel_control: PanelControl | None = None, live_check_ttl: float = 30.0) -> Flask:
+    app = Flask("svcssl", template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    stores = StorePool(settings.server.state_dir)
+    app.config.update(
+        SECRET_KEY=stores.get().session_secret(),
+        SESSION_COOKIE_NAME="svcssl_session",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        # Bodies up to 16 MiB are read so an oversized field gets its own message (400);
+        # anything larger is refused before it is read (413).
+        MAX_CONTENT_LENGTH=max(16 * 1024 * 1024, 3 * settings.limits.max_input_bytes + 256 * 1024),
+        MAX_FORM_MEMORY_SIZE=max(16 * 1024 * 1024, 3 * settings.limits.max_input_bytes + 256 * 1024),
+        PREFERRED_URL_SCHEME="https",
+    )
+    app.extensions["svcssl"] = PanelState(settings, stores, clock, LiveCheckCache(ttl=live_check_ttl), panel_control)
+    CSRFProtect(app)
+    for blueprint in (auth.bp, service_ssl.bp, resellers.bp, audit.bp):
+        app.register_blueprint(blueprint)
+    app.before_request(auth.load_user)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        if response.mimetype == "text/html":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.context_processor
+    def page_globals():
+        return {"user": current_user(), "banner": _banner}
+
+    @app.route("/")
+    @login_required
+    def home():
+        if current_user().may_manage_service_ssl:
+            return redirect(url_for("service_ssl.index"))
+        return render_template("home.html")
+
+    def error_page(status: int, message: str):
+        return render_template("errors/error.html", status=status, message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return error_page(400, "The form expired or was not sent from this page (CSRF check failed). "
+                               "Go back, reload the page and try again.")
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        limit = settings.limits.max_input_bytes
+        return error_page(413, f"The upload is too large: each certificate, key or CA bundle may be at most "
+                               f"{limit:,} bytes.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return error_page(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_page(500, "Something went wrong inside svcssl; the error has been logged. Nothing was changed "
+                               "unless a result page said so.")
+
+    return app

@@ -1,0 +1,181 @@
+"""Panel users: root and resellers, slow password hashes, the service-SSL privilege, login throttling."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..errors import InputError, StoreError, SvcsslError
+from ..store import AuditEntry, LoginFailures, UserRecord
+from .context import Context
+
+ROLES = ("root", "reseller")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+# scrypt at n=2**15: ~50–100 ms per check here, 32 MiB of memory
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+THROTTLE_FAILURES = 5
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_LOCK = timedelta(minutes=15)
+
+
+class LoginError(SvcsslError):
+    """Wrong name or password (deliberately not saying which)."""
+
+
+class LoginThrottled(LoginError):
+    pass
+
+
+@dataclass(frozen=True)
+class PanelUser:
+    name: str
+    role: str
+    service_ssl: bool
+    session_version: str  # changes with every password change, ending older sessions
+
+    @property
+    def is_root(self) -> bool:
+        return self.role == "root"
+
+    @property
+    def may_manage_service_ssl(self) -> bool:
+        return self.is_root or self.service_ssl
+
+
+def _panel_user(record: UserRecord) -> PanelUser:
+    return PanelUser(record.name, record.role, record.service_ssl or record.role == "root",
+                     hashlib.sha256(record.password_hash.encode()).hexdigest()[:16])
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024)
+    enc = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${enc(salt).decode()}${enc(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                                maxmem=64 * 1024 * 1024, dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A hash to verify against when the user does not exist, so both cases cost the same time.
+_DUMMY_HASH: str | None = None
+
+
+def _check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InputError(f"The password must have at least {MIN_PASSWORD} characters.", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise InputError("The password is too long.", field="password")
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise InputError("A user name is 1–32 characters: lower-case letters, digits, '.', '_' or '-', "
+                         "starting with a letter.", field="username")
+
+
+def create_user(ctx: Context, name: str, role: str, password: str, *, actor: str) -> PanelUser:
+    _check_name(name)
+    if role not in ROLES:
+        raise InputError(f"The role must be one of {', '.join(ROLES)}.", field="role")
+    _check_password_rules(password)
+    try:
+        ctx.store.add_user(name, role, hash_password(password), ctx.now())
+    except StoreError as exc:
+        raise InputError(exc.message[0].upper() + exc.message[1:] + ".", field="username") from None
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user add", None, None, None, "ok", f"{role} {name}"))
+    return get_user(ctx, name)
+
+
+def get_user(ctx: Context, name: str) -> PanelUser:
+    record = ctx.store.get_user(name)
+    if record is None:
+        raise InputError(f"There is no user named '{name}'.", field="username")
+    return _panel_user(record)
+
+
+def find_user(ctx: Context, name: str) -> PanelUser | None:
+    record = ctx.store.get_user(name)
+    return _panel_user(record) if record else None
+
+
+def list_users(ctx: Context) -> list[PanelUser]:
+    return [_panel_user(r) for r in ctx.store.list_users()]
+
+
+def set_password(ctx: Context, name: str, password: str, *, actor: str) -> None:
+    get_user(ctx, name)
+    _check_password_rules(password)
+    ctx.store.set_password_hash(name, hash_password(password), ctx.now())
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user passwd", None, None, None, "ok", name))
+
+
+def set_service_ssl_privilege(ctx: Context, name: str, granted: bool, *, actor: str) -> PanelUser:
+    user = get_user(ctx, name)
+    if user.is_root:
+        raise InputError("root always has every privilege.", field="username")
+    ctx.store.set_service_ssl(name, granted)
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "privilege grant" if granted else "privilege revoke", None,
+                                   None, None, "ok", f"service-ssl {name}"))
+    return get_user(ctx, name)
+
+
+def ensure_root(ctx: Context) -> str | None:
+    """Create the root user on an empty state; return its generated password (shown once), else None."""
+    if ctx.store.get_user("root") is not None:
+        return None
+    password = secrets.token_urlsafe(15)
+    try:
+        ctx.store.add_user("root", "root", hash_password(password), ctx.now())
+    except StoreError:  # another process made it at the same moment
+        return None
+    ctx.store.add_audit(AuditEntry(ctx.now(), "svcssl", "user add", None, None, None, "ok", "root (first start)"))
+    return password
+
+
+def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUser:
+    """Check a login; throttle after repeated failures per user name and address."""
+    global _DUMMY_HASH
+    now = ctx.now()
+    key = f"{name.lower()[:64]}|{remote}"
+    failures = ctx.store.login_failures(key)
+    if failures and failures.locked_until and failures.locked_until > now:
+        minutes = max(1, int((failures.locked_until - now).total_seconds() // 60) + 1)
+        raise LoginThrottled(f"Too many failed logins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again.")
+    record = ctx.store.get_user(name) if len(password) <= MAX_PASSWORD else None
+    if record is None:
+        _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
+        verify_password(password[:MAX_PASSWORD], _DUMMY_HASH)
+        ok = False
+    else:
+        ok = verify_password(password, record.password_hash)
+    if ok:
+        if failures:
+            ctx.store.set_login_failures(key, None)
+        return _panel_user(record)
+    if failures is None or now - failures.first_at > THROTTLE_WINDOW:
+        failures = LoginFailures(0, now, None)
+    count = failures.failures + 1
+    locked = now + THROTTLE_LOCK if count >= THROTTLE_FAILURES else None
+    ctx.store.set_login_failures(key, LoginFailures(count, failures.first_at, locked))
+    ctx.store.add_audit(AuditEntry(now, name[:64] or "-", "login", None, None, None, "failed", f"from {remote}"))
+    if locked:
+        raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.")
+    raise LoginError("The user name or password is wrong.")

@@ -1,0 +1,1 @@
+"""The web panel (Flask blueprints). The only layer that imports Flask."""

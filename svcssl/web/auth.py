@@ -1,0 +1,102 @@
+"""Login, logout, the current user, and the role checks every other blueprint uses."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+
+from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
+from .context import context
+from .forms import LoginForm
+
+bp = Blueprint("auth", __name__)
+
+
+def load_user() -> None:
+    g.user = None
+    name = session.get("user")
+    if not name:
+        return
+    user = find_user(context(), name)
+    if user is None or session.get("pwv") != user.session_version:
+        session.clear()  # deleted user or password changed since this session began
+        return
+    g.user = user
+
+
+def current_user() -> PanelUser | None:
+    return g.get("user")
+
+
+def login_required(view: Callable) -> Callable:
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user() is None:
+            return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def service_ssl_required(view: Callable) -> Callable:
+    """root, or a reseller root has granted the service-SSL privilege; everyone else 403."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user().may_manage_service_ssl:
+            abort(403, "You do not have the privilege to manage service SSL certificates. Ask root to grant it.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def root_required(view: Callable) -> Callable:
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user().is_root:
+            abort(403, "Only root can open this page.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                user = authenticate(context(), form.username.data.strip(), form.password.data,
+                                    request.remote_addr or "-")
+            except LoginThrottled as exc:
+                error, status = exc.message, 429
+            except LoginError as exc:
+                error, status = exc.message, 401
+            else:
+                session.clear()
+                session["user"] = user.name
+                session["pwv"] = user.session_version
+                session.permanent = True
+                current_app.logger.info("login: %s from %s", user.name, request.remote_addr)
+                return redirect(_safe_next(request.args.get("next")))
+        else:
+            status = 400
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,31 @@
+"""The operations Context of the current request (one Store per server thread)."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import current_app, g
+
+from ..operations.context import Context
+from ..store import Store
+
+
+class StorePool:
+    """One Store (SQLite connection) per thread, opened on first use."""
+
+    def __init__(self, state_dir):
+        self._state_dir = state_dir
+        self._local = threading.local()
+
+    def get(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store(self._state_dir)
+        return store
+
+
+def context() -> Context:
+    if "svcssl_context" not in g:
+        ext = current_app.extensions["svcssl"]
+        g.svcssl_context = Context(settings=ext.settings, store=ext.stores.get(), clock=ext.clock)
+    return g.svcssl_context

@@ -1,0 +1,388 @@
+"""The web panel through Flask's test client: every route per role, CSRF, every bad input, the flows."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from markupsafe import escape
+
+import pki
+from conftest import tree_state
+from panel_support import ALICE_PASSWORD, BOB_PASSWORD, HOST, ROOT_PASSWORD, csrf_token, make_panel
+from svcssl.app import create_app
+from svcssl.operations.context import open_context
+from svcssl.operations.inventory import list_services
+from svcssl.x509.inspect import fingerprint
+
+PAGE = "/scripts2/manageservicecrts"
+
+
+@pytest.fixture
+def panel(tmp_path):
+    return make_panel(tmp_path)
+
+
+@pytest.fixture
+def app(panel):
+    app = create_app(panel.settings, live_check_ttl=0)
+    app.config["TESTING"] = True
+    return app
+
+
+def new_client(app):
+    """A test client over https (PREFERRED_URL_SCHEME) that sends a same-origin Referer, as a browser does."""
+    client = app.test_client()
+    client.environ_base["HTTP_REFERER"] = "https://localhost/"
+    return client
+
+
+def login(client, name, password):
+    page = client.get("/login")
+    return client.post("/login", data={"username": name, "password": password, "csrf_token": csrf_token(page.text)})
+
+
+@pytest.fixture
+def root(app):
+    client = new_client(app)
+    assert login(client, "root", ROOT_PASSWORD).status_code == 302
+    return client
+
+
+@pytest.fixture
+def alice(app):
+    client = new_client(app)
+    assert login(client, "alice", ALICE_PASSWORD).status_code == 302
+    return client
+
+
+@pytest.fixture
+def bob(app):
+    client = new_client(app)
+    assert login(client, "bob", BOB_PASSWORD).status_code == 302
+    return client
+
+
+def fingerprints(panel) -> dict[str, str]:
+    ctx = open_context(panel.settings)
+    return {s.service.name: s.fingerprint for s in list_services(ctx)}
+
+
+def bundle(slot=10, names=(HOST,), **kwargs):
+    ca = pki.pki()
+    leaf, key = ca.leaf(list(names), key=pki.rsa_key(slot), **kwargs)
+    return leaf, key, pki.pem(leaf), pki.key_pem(key), pki.pem(ca.intermediate)
+
+
+def install(client, services, crt=b"", key=b"", cabundle=b"", password="", files=False, **extra):
+    page = client.get(PAGE + "/install")
+    data = {"csrf_token": csrf_token(page.text), "services": list(services), "password": password, **extra}
+    if files:
+        data.update(crt_file=(io.BytesIO(crt), "cert.bin"), key_file=(io.BytesIO(key), "key.bin"),
+                    cabundle_file=(io.BytesIO(cabundle), "ca.bin"))
+    else:
+        data.update(crt=crt.decode("latin-1"), key=key.decode("latin-1"), cabundle=cabundle.decode("latin-1"))
+    return client.post(PAGE + "/install", data=data, content_type="multipart/form-data")
+
+
+# --- login, sessions, headers ------------------------------------------------------------------
+
+
+def test_anonymous_is_sent_to_login(app):
+    client = new_client(app)
+    for path in ("/", PAGE, PAGE + "/install", PAGE + "/details/dovecot", "/scripts/resellers", "/scripts/audit"):
+        response = client.get(path)
+        assert response.status_code == 302 and response.location.startswith("/login"), path
+    assert client.post(PAGE + "/reset/dovecot").status_code in (302, 400)
+
+
+def test_login_sets_a_strict_cookie_and_headers(app):
+    client = new_client(app)
+    page = client.get("/login")
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert page.headers["X-Frame-Options"] == "DENY"
+    response = client.post("/login", data={"username": "root", "password": ROOT_PASSWORD,
+                                           "csrf_token": csrf_token(page.text)})
+    assert response.status_code == 302 and response.location == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/").location == PAGE
+    secure = client.get("/login", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_wrong_password_then_throttled(app):
+    client = new_client(app)
+    for _ in range(4):
+        response = login(client, "root", "wrong-password")
+        assert response.status_code == 401 and "user name or password is wrong" in response.text
+    response = login(client, "root", "wrong-password")
+    assert response.status_code == 429 and "Too many failed logins" in response.text
+    # even the right password waits now
+    response = login(client, "root", ROOT_PASSWORD)
+    assert response.status_code == 429
+
+
+def test_login_without_csrf_token_is_refused(app):
+    client = new_client(app)
+    response = client.post("/login", data={"username": "root", "password": ROOT_PASSWORD})
+    assert response.status_code == 400
+
+
+def test_logout_ends_the_session(root):
+    page = root.get(PAGE)
+    assert root.post("/logout", data={"csrf_token": csrf_token(page.text)}).status_code == 302
+    assert root.get(PAGE).status_code == 302
+
+
+def test_password_change_ends_open_sessions(root, panel):
+    from svcssl.operations.users import set_password
+    set_password(open_context(panel.settings), "root", "another-password", actor="test")
+    assert root.get(PAGE).status_code == 302
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+
+SERVICE_ROUTES = [("GET", PAGE), ("GET", PAGE + "/install"), ("GET", PAGE + "/reset/dovecot"),
+                  ("GET", PAGE + "/details/dovecot"), ("GET", PAGE + "/install?apply_from=dovecot")]
+ROOT_ROUTES = [("GET", "/scripts/resellers"), ("GET", "/scripts/audit")]
+
+
+def test_reseller_without_privilege_gets_403_everywhere_and_no_link(alice):
+    for method, path in SERVICE_ROUTES + ROOT_ROUTES:
+        assert alice.open(path, method=method).status_code == 403, path
+    home = alice.get("/")
+    assert home.status_code == 200
+    assert "Manage Service SSL Certificates" not in home.text
+    for path in (PAGE + "/install", PAGE + "/reset/dovecot", PAGE + "/rollback/dovecot", "/scripts2/restart_panel"):
+        assert alice.post(path, data={"csrf_token": csrf_token(home.text)}).status_code == 403, path
+
+
+def test_reseller_with_privilege_uses_the_page_but_not_root_pages(bob):
+    for method, path in SERVICE_ROUTES:
+        assert bob.open(path, method=method).status_code == 200, path
+    for method, path in ROOT_ROUTES:
+        assert bob.open(path, method=method).status_code == 403, path
+    assert "Resellers" not in bob.get(PAGE).text
+
+
+def test_root_sees_everything(root):
+    for method, path in SERVICE_ROUTES + ROOT_ROUTES:
+        assert root.open(path, method=method).status_code == 200, path
+
+
+def test_root_grants_and_revokes_the_privilege(root, app):
+    page = root.get("/scripts/resellers")
+    assert 'data-reseller="alice"' in page.text
+    token = csrf_token(page.text)
+    assert root.post("/scripts/resellers/alice/grant", data={"csrf_token": token}).status_code == 302
+    alice = new_client(app)
+    login(alice, "alice", ALICE_PASSWORD)
+    assert alice.get(PAGE).status_code == 200
+    assert root.post("/scripts/resellers/alice/revoke", data={"csrf_token": token}).status_code == 302
+    assert alice.get(PAGE).status_code == 403
+    assert root.post("/scripts/resellers/nobody/grant", data={"csrf_token": token}).status_code == 404
+    assert root.post("/scripts/resellers/alice/grant", data={}).status_code == 400
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def test_table_has_every_column_flag_and_timeline(root, panel):
+    page = root.get(PAGE)
+    assert page.status_code == 200
+    html = page.text
+    for heading in ("Service", "Certificate Domains", "Expiration", "Key Type", "Status", "Lifetime", "Actions"):
+        assert f">{heading}</th>" in html
+    assert "Home</a> » <span>Service Configuration</span> » <span aria-current=\"page\">Manage Service SSL Certificates" in html
+    for service in ("cpanel", "dovecot", "exim", "ftp"):
+        assert f'data-service="{service}"' in html
+    assert html.count("RSA, 2,048-bit") == 4 and "self-signed" in html
+    assert html.count('<svg class="timeline"') == 4
+    assert "Reset Certificate" in html and "Certificate Details" in html and "Apply Certificate to Another Service" in html
+    assert "PRIVATE KEY" not in html
+
+
+def test_expiring_certificate_shows_the_banner_on_every_root_page(root, panel, tmp_path):
+    leaf, key, crt, key_pem, chain = bundle(slot=13, not_after=pki.NOW + timedelta(days=10))
+    assert install(root, ["exim"], crt, key_pem, chain).status_code == 200
+    for path in (PAGE, "/scripts/audit", "/scripts/resellers"):
+        html = root.get(path).text
+        assert "banner-expiring" in html and "“exim” expires in" in html, path
+    assert "expiry-expiring" in root.get(PAGE).text
+
+
+# --- install -----------------------------------------------------------------------------
+
+
+def test_install_pasted_certificate_on_two_services(root, panel):
+    before = fingerprints(panel)
+    leaf, key, crt, key_pem, chain = bundle()
+    response = install(root, ["dovecot", "ftp"], crt, key_pem, chain)
+    assert response.status_code == 200
+    assert response.text.count('class="outcome ok"') == 2
+    assert f"expires <strong class=\"new-expiry\">{leaf.not_valid_after_utc:%Y-%m-%d}</strong>" in response.text
+    assert "PRIVATE KEY" not in response.text
+    after = fingerprints(panel)
+    assert after["dovecot"] == after["ftp"] == fingerprint(leaf)
+    assert after["exim"] == before["exim"]
+    assert "Restart the panel" not in response.text
+    audit = root.get("/scripts/audit").text
+    assert "root (web" in audit and fingerprint(leaf)[:16] in audit
+
+
+def test_install_upload_pkcs12(root, panel):
+    ca = pki.pki()
+    leaf, key = ca.leaf([HOST], key=pki.ec_key(7))
+    response = install(root, ["exim"], pki.p12(leaf, key, [ca.intermediate], b"pw"), b"", b"", password="pw", files=True)
+    assert response.status_code == 200, response.text
+    assert fingerprints(panel)["exim"] == fingerprint(leaf)
+
+
+def test_installing_on_the_panel_offers_a_restart(root, panel):
+    leaf, key, crt, key_pem, chain = bundle(slot=14)
+    response = install(root, ["cpanel"], crt, key_pem, chain)
+    assert response.status_code == 200 and "Restart the panel" in response.text
+    restart = root.post("/scripts2/restart_panel", data={"csrf_token": csrf_token(response.text)})
+    assert restart.status_code == 302  # not under `svcssl serve` here: explained, not a 500
+    assert "not running under" in root.get(PAGE).text
+
+
+def test_warnings_do_not_refuse(root, panel):
+    leaf, key, crt, key_pem, chain = bundle(slot=15, names=("other.example.net",))
+    response = install(root, ["dovecot"], crt, key_pem, chain)
+    assert response.status_code == 200 and "does not cover the hostname mail.example.com" in response.text
+
+
+from test_bad_input import CASES  # noqa: E402  (the same bad inputs as the command line)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_bad_input_through_the_form(case, root, panel):
+    files, message = CASES[case]
+    etc_before = tree_state(panel.etc)
+    bundles_before = tree_state(panel.state / "bundles")
+    response = install(root, ["dovecot", "ftp"], files["cert"] or b"", files["key"] or b"", files["cabundle"] or b"",
+                       password=(files["password"] or b"").decode(), files=True)
+    assert response.status_code == 400, response.text[:500]
+    if case == "empty file":
+        message = "Paste a certificate or choose a certificate file"
+    assert str(escape(message)) in response.text
+    assert 'class="field-error"' in response.text or 'class="error"' in response.text
+    assert tree_state(panel.etc) == etc_before
+    assert tree_state(panel.state / "bundles") == bundles_before
+
+
+def test_pasted_bad_input_keeps_the_form_and_marks_the_field(root, panel):
+    leaf, key, crt, key_pem, chain = bundle()
+    response = install(root, ["dovecot"], crt, pki.key_pem(pki.rsa_key(11)), chain)
+    assert response.status_code == 400
+    assert re.search(r'<p class="field-error" id="key-error" role="alert">The private key does not match', response.text)
+    assert "BEGIN CERTIFICATE" in response.text  # the pasted certificate is kept
+
+
+def test_no_service_ticked_and_unknown_service(root, panel):
+    leaf, key, crt, key_pem, chain = bundle()
+    before = tree_state(panel.etc)
+    response = install(root, [], crt, key_pem, chain)
+    assert response.status_code == 400 and "You must provide a service." in response.text
+    response = install(root, ["postfix"], crt, key_pem, chain)
+    assert response.status_code == 400 and "Unknown service &#39;postfix&#39;" in response.text
+    assert tree_state(panel.etc) == before
+
+
+def test_csrf_refused_and_nothing_changed(root, panel):
+    leaf, key, crt, key_pem, chain = bundle()
+    before = tree_state(panel.etc)
+    response = root.post(PAGE + "/install", data={"services": ["dovecot"], "crt": crt.decode(), "key": key_pem.decode()})
+    assert response.status_code == 400 and "CSRF" in response.text
+    response = root.post(PAGE + "/reset/dovecot", data={"csrf_token": "forged"})
+    assert response.status_code == 400
+    assert tree_state(panel.etc) == before
+
+
+def test_oversized_request_gets_a_clear_message(root, panel):
+    before = tree_state(panel.etc)
+    page = root.get(PAGE + "/install")
+    response = root.post(PAGE + "/install", data={"csrf_token": csrf_token(page.text), "services": ["dovecot"],
+                                                  "crt_file": (io.BytesIO(b"A" * (17 * 1024 * 1024)), "big.pem")},
+                         content_type="multipart/form-data")
+    assert response.status_code == 413 and "too large" in response.text
+    assert tree_state(panel.etc) == before
+
+
+# --- reset, details, rollback, apply ---------------------------------------------------------
+
+
+def test_reset_asks_first_then_installs_self_signed(root, panel):
+    before = fingerprints(panel)["exim"]
+    confirm = root.get(PAGE + "/reset/exim")
+    assert confirm.status_code == 200
+    assert "Clients will not trust a self-signed certificate" in confirm.text
+    assert fingerprints(panel)["exim"] == before  # the GET changes nothing
+    response = root.post(PAGE + "/reset/exim", data={"csrf_token": csrf_token(confirm.text)})
+    assert response.status_code == 200 and 'class="outcome ok"' in response.text
+    assert fingerprints(panel)["exim"] != before
+    assert root.get(PAGE + "/reset/nope").status_code == 404
+
+
+def test_details_history_and_roll_back_to_this(root, panel):
+    first = fingerprints(panel)["dovecot"]
+    leaf1, _, crt1, key1, chain = bundle(slot=16)
+    leaf2, _, crt2, key2, _ = bundle(slot=17)
+    install(root, ["dovecot"], crt1, key1, chain)
+    install(root, ["dovecot"], crt2, key2, chain)
+    page = root.get(PAGE + "/details/dovecot")
+    assert page.status_code == 200
+    html = page.text
+    assert fingerprint(leaf2) in html and "Test Intermediate 0" in html and "SHA-256 fingerprint" in html
+    assert html.count("Roll back to this") == 2 and "PRIVATE KEY" not in html
+    response = root.post(PAGE + "/rollback/dovecot", data={"csrf_token": csrf_token(html), "fingerprint": first})
+    assert response.status_code == 200 and 'class="outcome ok"' in response.text
+    assert fingerprints(panel)["dovecot"] == first
+    assert root.get(PAGE + "/details/nope").status_code == 404
+    bad = root.post(PAGE + "/rollback/dovecot", data={"csrf_token": csrf_token(html), "fingerprint": "0" * 64})
+    assert bad.status_code == 302 and "not an earlier certificate" in root.get(PAGE + "/details/dovecot").text
+
+
+def test_apply_certificate_to_another_service_passes_the_key_by_reference(root, panel):
+    leaf, _, crt, key_pem, chain = bundle(slot=18)
+    install(root, ["dovecot"], crt, key_pem, chain)
+    page = root.get(PAGE + "/install?apply_from=dovecot")
+    assert page.status_code == 200
+    html = page.text
+    assert "BEGIN CERTIFICATE" in html and "PRIVATE KEY" not in html
+    ref = re.search(r'name="key_ref" type="hidden" value="([0-9a-f]{64})"', html) or \
+        re.search(r'id="key_ref" name="key_ref" type="hidden" value="([0-9a-f]{64})"', html)
+    assert ref and ref.group(1) == fingerprint(leaf)
+    form_cert = re.search(r'<textarea[^>]*id="crt"[^>]*>\s*(-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----)',
+                          html, re.S).group(1)
+    response = root.post(PAGE + "/install", content_type="multipart/form-data", data={
+        "csrf_token": csrf_token(html), "services": ["exim", "ftp"], "crt": form_cert, "key": "", "cabundle": chain.decode(),
+        "key_ref": ref.group(1), "apply_from": "dovecot"})
+    assert response.status_code == 200, response.text
+    after = fingerprints(panel)
+    assert after["exim"] == after["ftp"] == fingerprint(leaf)
+    # a reference to a key that was never installed is refused
+    other, _, other_crt, _, _ = bundle(slot=19)
+    refused = install(root, ["exim"], other_crt, b"", chain, key_ref=fingerprint(other))
+    assert refused.status_code == 400 and "referenced private key is not available" in refused.text
+
+
+def test_apns_row_is_labelled_and_takes_pkcs12_only(tmp_path):
+    panel = make_panel(tmp_path, apns=True)
+    app = create_app(panel.settings, live_check_ttl=0)
+    client = new_client(app)
+    login(client, "root", ROOT_PASSWORD)
+    html = client.get(PAGE).text
+    assert 'data-service="mail_apns"' in html and "Apple ended the legacy APNs interface in November 2020" in html
+    leaf, key, crt, key_pem, chain = bundle()
+    before = tree_state(panel.etc)
+    response = install(client, ["mail_apns"], crt, key_pem, chain)
+    assert response.status_code == 400 and "accepts only a PKCS#12" in response.text
+    assert tree_state(panel.etc) == before
