@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from .operations.context import utc_now
 from .operations.inventory import expiry_class, list_services
 from .settings import Settings
-from .web import audit, auth, resellers, service_ssl
+from .web import audit, auth, maintenance, resellers, service_ssl
 from .web.auth import current_user, login_required
 from .web.context import StorePool, context
 from .web.livecache import LiveCheckCache
@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     )
     app.extensions["svcssl"] = PanelState(settings, stores, clock, LiveCheckCache(ttl=live_check_ttl), panel_control)
     CSRFProtect(app)
-    for blueprint in (auth.bp, service_ssl.bp, resellers.bp, audit.bp):
+    for blueprint in (auth.bp, service_ssl.bp, maintenance.bp, resellers.bp, audit.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.load_user)
 

@@ -209,8 +209,51 @@ def cmd_reseller(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_maintenance_run(ctx: Context, args: argparse.Namespace) -> int:
+    from .maintenance.run import run_maintenance
+
+    progress = None if args.json else (lambda text: print(f"… {text}", file=sys.stderr))
+    report = run_maintenance(ctx, dry_run=args.dry_run, progress=progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        touch = [name for name, present in report.touch_files.items() if present]
+        print(f"Maintenance run {'(dry run) ' if report.dry_run else ''}for {report.hostname.get('name')}"
+              f"{': touch files present: ' + ', '.join(touch) if touch else ''}")
+        if report.hostname.get("blocker"):
+            print(f"  No hostname certificate can be ordered: {report.hostname['blocker']}")
+        if report.order:
+            print(f"  Order: {report.order.get('message') or 'planned'}")
+        for s in report.services:
+            print(f"  {s.service}: {s.verdict} — {s.reason}")
+            print(f"      action: {s.action} [{s.outcome}]" + (f" ({s.detail})" if s.detail and s.outcome == "failed" else ""))
+        for n in report.notifications:
+            print(f"  mail: {n['subject']} — {n['result']}")
+        print("Result: " + ("every service is fine" if report.ok else "needs attention"))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_maintenance_status(ctx: Context, args: argparse.Namespace) -> int:
+    from .maintenance.run import touch_file_state
+
+    runs = ctx.store.runs(args.limit)
+    data = {"touch_files": touch_file_state(ctx), "schedule": ctx.settings.maintenance.schedule,
+            "runs": [{"id": r.id, "started_at": r.started_at.isoformat(), "trigger": r.trigger, "dry_run": r.dry_run,
+                      "ok": r.ok} for r in runs]}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"Schedule: {data['schedule']} (UTC)")
+    for name, present in data["touch_files"].items():
+        print(f"{name}: {'present' if present else 'absent'}")
+    for r in runs:
+        print(f"{r.started_at:%Y-%m-%d %H:%M}  {r.trigger:<8} {'dry run ' if r.dry_run else ''}{'ok' if r.ok else 'needs attention'}")
+    return EXIT_OK
+
+
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from .app import create_app
+    from .maintenance.scheduler import start_scheduler
     from .web.server import PanelCertificate, PanelServer, parse_listen
 
     panel = next((s for s in ctx.settings.enabled_services() if s.kind == "panel"), None)
@@ -232,7 +275,11 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     if password:
         print(f"First start: log in as root with the password {password}  (shown only once; change it with "
               f"`svcssl user passwd root --password-file FILE`)", flush=True)
-    server.run(app)
+    scheduler = start_scheduler(ctx.settings)
+    try:
+        server.run(app)
+    finally:
+        scheduler.shutdown(wait=False)
     return EXIT_OK
 
 
@@ -278,6 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web panel over HTTPS on the panel service's certificate")
     p.add_argument("--listen", metavar="HOST:PORT", help="default: [server] listen")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("maintenance", help="the maintenance run (renew, replace, notify)")
+    maintenance_sub = p.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
+    q = maintenance_sub.add_parser("run", help="assess every service and replace what needs replacing")
+    q.add_argument("--dry-run", action="store_true", help="assess and plan only: no order, install or mail")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_maintenance_run)
+    q = maintenance_sub.add_parser("status", help="touch files, schedule and the last runs")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--limit", type=int, default=10)
+    q.set_defaults(func=cmd_maintenance_status)
 
     p = sub.add_parser("user", help="panel users (root and resellers)")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -8,6 +8,7 @@ types are refused, naming the key. No I/O happens at import time.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import tomllib
@@ -82,11 +83,54 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class AcmeSettings:
+    directory: str
+    email: str | None
+    verify: str | None  # CA file for the ACME server's own TLS; None = the system's CAs
+    key_type: str
+    http01_listen: str
+    webroot: Path | None
+    eab_kid: str | None
+    eab_hmac_key_file: Path | None
+    caa_identities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: tuple[str, ...]  # "host" or "host:port"; empty = the system's resolvers
+    timeout: float
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    smtp_host: str | None  # None: no mail is sent
+    smtp_port: int
+    starttls: bool
+    username: str | None
+    password_file: Path | None
+    sender: str
+    recipient: str | None
+    expiry_days: int
+    panel_url: str | None
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    schedule: str  # cron expression (minute hour day month weekday)
+    own_ca_renew_days: int
+    other_renew_days: int
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     certificates: CertificateSettings
     limits: LimitSettings
     deploy: DeploySettings
+    acme: AcmeSettings
+    dns: DnsSettings
+    notify: NotifySettings
+    maintenance: MaintenanceSettings
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     source: Path | None = None
 
@@ -100,6 +144,16 @@ _SERVER_KEYS: dict[str, type] = {"hostname": str, "main_ip": str, "state_dir": s
 _CERTIFICATE_KEYS: dict[str, type] = {"key_type": str, "self_signed_days": int}
 _LIMIT_KEYS: dict[str, type] = {"max_input_bytes": int}
 _DEPLOY_KEYS: dict[str, type] = {"command_timeout": (int, float), "probe_timeout": (int, float)}  # type: ignore[dict-item]
+_ACME_KEYS: dict[str, Any] = {
+    "directory": str, "email": str, "verify": str, "key_type": str, "http01_listen": str, "webroot": str,
+    "eab_kid": str, "eab_hmac_key_file": str, "caa_identities": list,
+}
+_DNS_KEYS: dict[str, Any] = {"nameservers": list, "timeout": (int, float)}
+_NOTIFY_KEYS: dict[str, Any] = {
+    "smtp_host": str, "smtp_port": int, "starttls": bool, "username": str, "password_file": str, "sender": str,
+    "recipient": str, "expiry_days": int, "panel_url": str,
+}
+_MAINTENANCE_KEYS: dict[str, Any] = {"schedule": str, "own_ca_renew_days": int, "other_renew_days": int}
 _SERVICE_KEYS: dict[str, Any] = {
     "kind": str,
     "enabled": bool,
@@ -116,7 +170,8 @@ _SERVICE_KEYS: dict[str, Any] = {
     "reload": list,
     "probe": str,
 }
-_TOP_KEYS = ("server", "certificates", "limits", "deploy", "services")
+_TOP_KEYS = ("server", "certificates", "limits", "deploy", "acme", "dns", "notify", "maintenance", "services")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
 
@@ -242,6 +297,12 @@ def default_services() -> dict[str, dict[str, Any]]:
     }
 
 
+def default_schedule(hostname: str) -> str:
+    """Once a day at a minute chosen from the hostname: spread across servers, stable across restarts."""
+    digest = int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
+    return f"{digest % 60} {(digest // 60) % 24} * * *"
+
+
 def system_hostname() -> str:
     name = socket.gethostname()
     if "." not in name:
@@ -280,6 +341,22 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
     if max_input < 16 * 1024:
         raise ConfigError("configuration key 'limits.max_input_bytes' must be at least 16384")
 
+    acme = _table(doc, "acme")
+    _check_keys(acme, _ACME_KEYS, "acme")
+    acme_key_type = acme.get("key_type", "rsa-2048")
+    if acme_key_type not in KEY_TYPES:
+        raise ConfigError(f"configuration key 'acme.key_type' must be one of {', '.join(KEY_TYPES)}, not {acme_key_type!r}")
+    dns_table = _table(doc, "dns")
+    _check_keys(dns_table, _DNS_KEYS, "dns")
+    notify = _table(doc, "notify")
+    _check_keys(notify, _NOTIFY_KEYS, "notify")
+    maintenance = _table(doc, "maintenance")
+    _check_keys(maintenance, _MAINTENANCE_KEYS, "maintenance")
+    schedule = maintenance.get("schedule") or default_schedule(hostname)
+    if len(schedule.split()) != 5:
+        raise ConfigError("configuration key 'maintenance.schedule' must be a cron expression with five fields, "
+                          f"e.g. \"17 3 * * *\", not {schedule!r}")
+
     services_doc = doc["services"] if "services" in doc else default_services()
     services = {name: _service(name, table, state_dir) for name, table in services_doc.items()}
     return Settings(
@@ -294,6 +371,35 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
         deploy=DeploySettings(
             command_timeout=float(deploy.get("command_timeout", 60)),
             probe_timeout=float(deploy.get("probe_timeout", 15)),
+        ),
+        acme=AcmeSettings(
+            directory=acme.get("directory", LETS_ENCRYPT),
+            email=acme.get("email") or None,
+            verify=acme.get("verify") or None,
+            key_type=acme_key_type,
+            http01_listen=acme.get("http01_listen", "0.0.0.0:80"),
+            webroot=_path(acme.get("webroot"), state_dir),
+            eab_kid=acme.get("eab_kid") or None,
+            eab_hmac_key_file=_path(acme.get("eab_hmac_key_file"), state_dir),
+            caa_identities=tuple(acme.get("caa_identities", ["letsencrypt.org"])),
+        ),
+        dns=DnsSettings(nameservers=tuple(dns_table.get("nameservers", ())),
+                        timeout=float(dns_table.get("timeout", 3.0))),
+        notify=NotifySettings(
+            smtp_host=notify.get("smtp_host") or None,
+            smtp_port=notify.get("smtp_port", 25),
+            starttls=notify.get("starttls", False),
+            username=notify.get("username") or None,
+            password_file=_path(notify.get("password_file"), state_dir),
+            sender=notify.get("sender") or f"svcssl@{hostname}",
+            recipient=notify.get("recipient") or None,
+            expiry_days=notify.get("expiry_days", 20),
+            panel_url=notify.get("panel_url") or None,
+        ),
+        maintenance=MaintenanceSettings(
+            schedule=schedule,
+            own_ca_renew_days=maintenance.get("own_ca_renew_days", 25),
+            other_renew_days=maintenance.get("other_renew_days", 3),
         ),
         services=MappingProxyType(services),
         source=source,

@@ -26,7 +26,7 @@ class Panel:
     state: Path
 
 
-def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | None = None) -> Panel:
+def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | None = None, extra: str = "") -> Panel:
     etc = tmp_path / "etc"
     services = {
         "cpanel": {"kind": "panel", "cert_file": str(etc / "panel/cert.pem"), "key_file": str(etc / "panel/key.pem"),
@@ -40,7 +40,8 @@ def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | Non
     if apns:
         services["mail_apns"] = {"kind": "apns", "enabled": True, "combined_file": str(etc / "apns/apns.pem")}
     services.update(extra_services or {})
-    config = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services)
+    config = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services,
+                          extra=extra)
     settings = load_settings(config)
     ctx = open_context(settings)
     ensure_certificates(ctx)

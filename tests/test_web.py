@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -386,3 +387,32 @@ def test_apns_row_is_labelled_and_takes_pkcs12_only(tmp_path):
     response = install(client, ["mail_apns"], crt, key_pem, chain)
     assert response.status_code == 400 and "accepts only a PKCS#12" in response.text
     assert tree_state(panel.etc) == before
+
+
+def test_maintenance_page_run_now_and_touch_files(tmp_path):
+    # DNS answers from nowhere (a closed port): the run reports that no order is possible, quickly
+    panel = make_panel(tmp_path, extra='[dns]\nnameservers = ["127.0.0.1:9"]\ntimeout = 0.3\n')
+    (panel.state / "disable_auto_hostname_certificate").touch()
+    app = create_app(panel.settings, live_check_ttl=0)
+    client = new_client(app)
+    login(client, "root", ROOT_PASSWORD)
+    page = client.get("/scripts2/maintenance")
+    assert page.status_code == 200
+    assert 'data-touch="disable_auto_hostname_certificate"' in page.text
+    assert re.search(r"disable_auto_hostname_certificate</code>: <strong>present", page.text)
+    assert re.search(r"disable_service_certificate_management</code>: <strong>absent", page.text)
+    assert "No run yet." in page.text
+    assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 302
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = client.get("/scripts2/maintenance")
+        if "No run yet." not in page.text and "in progress" not in page.text:
+            break
+        assert 'http-equiv="refresh"' in page.text  # live progress without JavaScript
+        time.sleep(0.2)
+    html = page.text
+    assert "— panel —" in html and "self-signed" in html
+    assert "no hostname certificate: disable_auto_hostname_certificate is present" in html
+    bob = new_client(app)
+    login(bob, "bob", BOB_PASSWORD)
+    assert bob.get("/scripts2/maintenance").status_code == 403

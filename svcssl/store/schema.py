@@ -59,14 +59,56 @@ MIGRATIONS: tuple[str, ...] = (
         locked_until INTEGER
     );
     """,
+    # 3: the maintenance run: its reports, notifications sent, hostname certificates ordered, order back-off
+    """
+    CREATE TABLE maintenance_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        report TEXT NOT NULL
+    );
+    CREATE TABLE notifications (
+        key TEXT PRIMARY KEY,
+        sent_at INTEGER NOT NULL,
+        subject TEXT NOT NULL
+    );
+    CREATE TABLE acme_certificates (
+        fingerprint TEXT PRIMARY KEY,
+        directory TEXT NOT NULL,
+        ordered_at INTEGER NOT NULL
+    );
+    CREATE TABLE order_backoff (
+        names TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        first_failed_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        problem TEXT NOT NULL
+    );
+    """,
 )
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to the newest version; return that version."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"the state database is version {version}, newer than this svcssl ({len(MIGRATIONS)})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    """Bring the database to the newest version; return that version.
+
+    The version is read and the migrations applied inside one IMMEDIATE transaction, so two
+    processes (or threads) opening a new state directory at once never apply one twice.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"the state database is version {version}, newer than this svcssl ({len(MIGRATIONS)})")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return len(MIGRATIONS)

@@ -58,6 +58,26 @@ class LoginFailures:
 
 
 @dataclass(frozen=True)
+class RunRecord:
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    trigger: str
+    dry_run: bool
+    ok: bool
+    report: dict
+
+
+@dataclass(frozen=True)
+class OrderBackoff:
+    names: str
+    failures: int
+    first_failed_at: datetime
+    next_attempt_at: datetime
+    problem: dict
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     actor: str
@@ -278,3 +298,49 @@ class Store:
             finally:
                 staged.unlink()
         return path.read_bytes()
+
+    # --- maintenance ----------------------------------------------------------
+    def add_run(self, started_at: datetime, finished_at: datetime, trigger: str, dry_run: bool, ok: bool,
+                report: dict) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO maintenance_runs (started_at, finished_at, trigger, dry_run, ok, report) VALUES (?,?,?,?,?,?)",
+            (_ts(started_at), _ts(finished_at), trigger, int(dry_run), int(ok), json.dumps(report)),
+        )
+        return cursor.lastrowid
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        rows = self._db.execute(
+            "SELECT id, started_at, finished_at, trigger, dry_run, ok, report FROM maintenance_runs"
+            " ORDER BY id DESC LIMIT ?", (limit,))
+        return [RunRecord(r[0], _dt(r[1]), _dt(r[2]), r[3], bool(r[4]), bool(r[5]), json.loads(r[6])) for r in rows]
+
+    def notification_sent(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM notifications WHERE key = ?", (key,)).fetchone() is not None
+
+    def record_notification(self, key: str, subject: str, now: datetime) -> None:
+        self._db.execute("INSERT OR REPLACE INTO notifications (key, sent_at, subject) VALUES (?,?,?)",
+                         (key, _ts(now), subject))
+
+    def record_acme_certificate(self, fingerprint: str, directory: str, now: datetime) -> None:
+        self._db.execute("INSERT OR IGNORE INTO acme_certificates (fingerprint, directory, ordered_at) VALUES (?,?,?)",
+                         (fingerprint, directory, _ts(now)))
+
+    def is_acme_certificate(self, fingerprint: str) -> bool:
+        return self._db.execute("SELECT 1 FROM acme_certificates WHERE fingerprint = ?",
+                                (fingerprint,)).fetchone() is not None
+
+    def order_backoff(self, names: str) -> OrderBackoff | None:
+        row = self._db.execute("SELECT names, failures, first_failed_at, next_attempt_at, problem FROM order_backoff"
+                               " WHERE names = ?", (names,)).fetchone()
+        return OrderBackoff(row[0], row[1], _dt(row[2]), _dt(row[3]), json.loads(row[4])) if row else None
+
+    def set_order_backoff(self, backoff: OrderBackoff | None, names: str) -> None:
+        if backoff is None:
+            self._db.execute("DELETE FROM order_backoff WHERE names = ?", (names,))
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO order_backoff (names, failures, first_failed_at, next_attempt_at, problem)"
+            " VALUES (?,?,?,?,?)",
+            (backoff.names, backoff.failures, _ts(backoff.first_failed_at), _ts(backoff.next_attempt_at),
+             json.dumps(backoff.problem)),
+        )

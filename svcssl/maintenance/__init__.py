@@ -1,0 +1,1 @@
+"""The maintenance run: policy (pure), facts, the run itself, and its scheduler."""

@@ -1,0 +1,262 @@
+"""The maintenance run (cPanel's upcp role): assess → order one hostname certificate → install → mail → report.
+
+One run at a time across processes (a lock in the state directory). Everything is read after
+the lock is taken. One service's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from ..errors import LockTimeoutError, SvcsslError
+from ..operations.context import Context
+from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
+from ..operations.install import InstallOutcome, deploy_bundle
+from ..operations.inventory import ServiceStatus, list_services
+from ..operations.notify import notify_once
+from ..operations.reset import make_self_signed_bundle
+from .facts import HostnameCheck, certificate_facts, check_server_hostname
+from .policy import CertificateFacts, Verdict, assess
+
+log = logging.getLogger(__name__)
+
+NO_HOSTNAME_CERTIFICATE = "disable_auto_hostname_certificate"
+NO_MANAGEMENT = "disable_service_certificate_management"
+TOUCH_FILES = (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT)
+ACTOR = "maintenance"
+
+
+@dataclass(frozen=True)
+class ServiceReport:
+    service: str
+    verdict: str  # the policy's code
+    reason: str
+    action: str  # what was done (or, in a dry run, would be done)
+    outcome: str  # ok | failed | none | planned
+    ok: bool  # ends the run with a certificate that passes, or was left alone on purpose
+    fingerprint_before: str | None
+    fingerprint_after: str | None
+    detail: str = ""
+
+
+@dataclass
+class MaintenanceReport:
+    started_at: str
+    finished_at: str = ""
+    trigger: str = "command"
+    dry_run: bool = False
+    touch_files: dict[str, bool] = field(default_factory=dict)
+    hostname: dict = field(default_factory=dict)
+    order: dict | None = None
+    services: list[ServiceReport] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
+    ok: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def touch_file_state(ctx: Context) -> dict[str, bool]:
+    root = ctx.settings.server.state_dir
+    return {name: (root / name).exists() for name in TOUCH_FILES}
+
+
+def _verdict_for(ctx: Context, status: ServiceStatus, server, now: datetime) -> Verdict:
+    if status.installed is None:
+        return Verdict(True, "unreadable", f"No usable certificate: {status.problem}", expired=True)
+    try:
+        facts = certificate_facts(ctx, status.installed)
+    except SvcsslError as exc:  # revocation/ARI trouble must not stop the run
+        log.warning("service %s: facts incomplete: %s", status.service.name, exc.message)
+        facts = CertificateFacts(from_own_ca=ctx.store.is_acme_certificate(status.installed.info.fingerprint))
+    m = ctx.settings.maintenance
+    return assess(status.installed.info, server, facts, now, own_ca_days=m.own_ca_renew_days,
+                  other_days=m.other_renew_days)
+
+
+def _mail_body(ctx: Context, lines: list[str]) -> str:
+    url = ctx.settings.notify.panel_url or f"https://{ctx.settings.server.hostname}:2087/scripts2/manageservicecrts"
+    return "\n".join(lines + ["", f"Manage the service certificates: {url}", "", "— svcssl on "
+                              f"{ctx.settings.server.hostname}"]) + "\n"
+
+
+def run_maintenance(ctx: Context, *, dry_run: bool = False, trigger: str = "command",
+                    progress: Callable[[str], None] | None = None) -> MaintenanceReport:
+    """Run once. Raises LockTimeoutError when another run holds the lock."""
+    say = progress or (lambda text: None)
+    try:
+        with ctx.store.lock("maintenance", timeout=1.0):
+            report = _run_locked(ctx, dry_run, trigger, say)
+    except LockTimeoutError:
+        raise LockTimeoutError("Another maintenance run is in progress; this one did nothing.") from None
+    ctx.store.add_run(datetime.fromisoformat(report.started_at), datetime.fromisoformat(report.finished_at),
+                      trigger, dry_run, report.ok, report.to_dict())
+    say("done")
+    return report
+
+
+def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], None]) -> MaintenanceReport:
+    now = ctx.now()
+    report = MaintenanceReport(started_at=now.isoformat(timespec="seconds"), trigger=trigger, dry_run=dry_run)
+    touch = report.touch_files = touch_file_state(ctx)
+    managed = not touch[NO_MANAGEMENT]
+    auto_hostname = not touch[NO_HOSTNAME_CERTIFICATE]
+
+    say("checking the hostname in DNS")
+    hostname = check_server_hostname(ctx)
+    report.hostname = {
+        "name": hostname.dns.hostname, "addresses": list(hostname.dns.addresses), "main_ip": hostname.dns.main_ip,
+        "problem": hostname.dns.problem, "caa": asdict(hostname.caa) if hostname.caa else None,
+        "blocker": hostname.blocker,
+    }
+    server = hostname.server_facts()
+
+    statuses = [s for s in list_services(ctx) if s.service.kind != "apns"]
+    verdicts: dict[str, Verdict] = {}
+    for status in statuses:
+        say(f"assessing {status.service.name}")
+        verdicts[status.service.name] = _verdict_for(ctx, status, server, now)
+    needing = [s for s in statuses if verdicts[s.service.name].replace]
+
+    # One hostname certificate for every service that needs it.
+    order: OrderOutcome | None = None
+    if needing and managed and auto_hostname and hostname.blocker is None:
+        if dry_run:
+            report.order = {"planned": True, "names": [ctx.settings.server.hostname]}
+        else:
+            say(f"ordering a certificate for {ctx.settings.server.hostname} from {ctx.settings.acme.directory}")
+            order = order_hostname_certificate(ctx)
+            report.order = {"names": [ctx.settings.server.hostname], "ok": order.bundle is not None,
+                            "skipped": order.skipped, "message": order.message, "problem": order.problem,
+                            "retry_at": order.retry_at.isoformat(timespec="seconds") if order.retry_at else None}
+
+    for status in statuses:
+        name = status.service.name
+        verdict = verdicts[name]
+        before = status.fingerprint
+        if not verdict.replace:
+            report.services.append(ServiceReport(name, verdict.code, verdict.reason, "none", "none", True, before, before))
+            continue
+        if not managed:
+            report.services.append(ServiceReport(name, verdict.code, verdict.reason,
+                                                 f"none: {NO_MANAGEMENT} is present", "none", True, before, before))
+            continue
+        report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say))
+
+    if managed and not dry_run:
+        _notify(ctx, report, statuses, verdicts, order)
+    failed_action = any(s.outcome == "failed" for s in report.services) or bool(
+        report.order and report.order.get("ok") is False and not report.order.get("skipped"))
+    report.ok = not failed_action and all(s.ok for s in report.services)
+    report.finished_at = ctx.now().isoformat(timespec="seconds")
+    log.info("maintenance run finished: %s", "ok" if report.ok else "needs attention")
+    return report
+
+
+def _act(ctx: Context, status: ServiceStatus, verdict: Verdict, order: OrderOutcome | None,
+         hostname: HostnameCheck, auto_hostname: bool, dry_run: bool, say) -> ServiceReport:
+    name = status.service.name
+    before = status.fingerprint
+    if order is not None and order.bundle is not None:
+        say(f"installing the hostname certificate on {name}")
+        outcome = deploy_bundle(ctx, status.service, order.bundle, action="hostname-certificate", actor=ACTOR)
+        if outcome.ok:
+            return ServiceReport(name, verdict.code, verdict.reason, "installed the hostname certificate", "ok", True,
+                                 before, outcome.fingerprint, outcome.message)
+        fallback = _fallback(ctx, status, verdict, dry_run, say)
+        return ServiceReport(name, verdict.code, verdict.reason, "install the hostname certificate", "failed", False,
+                             before, fallback or before, f"{outcome.stage}: {outcome.message}")
+    # No certificate to install: say why, and cover an expired service with a self-signed one.
+    if not auto_hostname:
+        why = f"no hostname certificate: {NO_HOSTNAME_CERTIFICATE} is present"
+    elif hostname.blocker:
+        why = f"no hostname certificate can be ordered: {hostname.blocker}"
+    elif dry_run:
+        why = "would install the hostname certificate"
+    elif order is not None:
+        why = order.message
+    else:
+        why = "no hostname certificate"
+    if dry_run:
+        action = why + ("; would install a self-signed certificate now" if verdict.expired and not why.startswith("would") else "")
+        return ServiceReport(name, verdict.code, verdict.reason, action, "planned", False, before, before)
+    fallback = _fallback(ctx, status, verdict, dry_run, say)
+    if fallback is not None:
+        return ServiceReport(name, verdict.code, verdict.reason,
+                             f"installed a self-signed certificate until a CA-signed one is ready ({why})", "ok",
+                             not auto_hostname, before, fallback)
+    if fallback is None and verdict.expired:
+        return ServiceReport(name, verdict.code, verdict.reason, "install a self-signed certificate", "failed", False,
+                             before, before, why)
+    return ServiceReport(name, verdict.code, verdict.reason, f"none ({why})", "none", not auto_hostname, before, before)
+
+
+def _fallback(ctx: Context, status: ServiceStatus, verdict: Verdict, dry_run: bool, say) -> str | None:
+    """An expired (or unreadable) certificate gets a self-signed one now; returns its fingerprint."""
+    if not verdict.expired or dry_run:
+        return None
+    say(f"installing a self-signed certificate on {status.service.name} (its certificate has expired)")
+    outcome: InstallOutcome = deploy_bundle(ctx, status.service, make_self_signed_bundle(ctx),
+                                            action="self-signed fallback", actor=ACTOR)
+    return outcome.fingerprint if outcome.ok else None
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatus], verdicts: dict[str, Verdict],
+            order: OrderOutcome | None) -> None:
+    """One mail per certificate and threshold (listing every service that carries it), and per failed order."""
+    now = ctx.now()
+    threshold = ctx.settings.notify.expiry_days
+    host = ctx.settings.server.hostname
+    actions = {s.service: s for s in report.services}
+    expired: dict[str, list[ServiceStatus]] = {}
+    expiring: dict[str, list[ServiceStatus]] = {}
+    for status in statuses:
+        info = status.info
+        if info is None:
+            continue
+        done = actions[status.service.name]
+        if info.not_after <= now:
+            expired.setdefault(info.fingerprint, []).append(status)
+        elif info.days_left(now) < threshold and done.fingerprint_after == done.fingerprint_before:
+            expiring.setdefault(info.fingerprint, []).append(status)
+    events = []
+    for kind, groups in (("expired", expired), ("expiring", expiring)):
+        for fp, group in groups.items():
+            info = group[0].info
+            names = [s.service.name for s in group]
+            days = info.days_left(now)
+            if kind == "expired":
+                key = f"expired:{fp}"
+                subject = f"[{host}] The SSL certificate of {_names(names)} has expired"
+                first = f"expired on {info.not_after:%Y-%m-%d %H:%M} UTC."
+            else:
+                key = f"expiring:{fp}:{threshold}"
+                subject = f"[{host}] The SSL certificate of {_names(names)} expires in {days} days"
+                first = f"expires on {info.not_after:%Y-%m-%d %H:%M} UTC: {days} days left."
+            lines = [f"The SSL certificate of {_names([f'“{n}”' for n in names])} {first}",
+                     f"Domains: {', '.join(info.domains)}", f"Issuer: {info.issuer_label}"]
+            for status in group:
+                name = status.service.name
+                lines.append(f"{name} ({status.service.description}): {verdicts[name].reason} "
+                             f"What svcssl did: {actions[name].action}.")
+            events.append((key, subject, lines))
+    if order is not None and order.bundle is None and not order.skipped:
+        backoff = ctx.store.order_backoff(host)
+        first = int(backoff.first_failed_at.timestamp()) if backoff else int(now.timestamp())
+        events.append((f"order-failed:{host}:{first}", f"[{host}] Ordering the hostname certificate failed", [
+            f"svcssl could not get a certificate for {host} from {ctx.settings.acme.directory}.",
+            f"Reason: {order.message}",
+            f"The CA's problem: {(order.problem or {}).get('type') or 'none given'}",
+            f"The next attempt is not before {order.retry_at:%Y-%m-%d %H:%M} UTC." if order.retry_at else "",
+            "The services keep their current certificates.",
+        ]))
+    for key, subject, lines in events:
+        result = notify_once(ctx, key, subject, _mail_body(ctx, [line for line in lines if line]))
+        report.notifications.append({"key": key, "subject": subject, "result": result})

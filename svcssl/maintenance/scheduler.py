@@ -1,0 +1,43 @@
+"""APScheduler inside `svcssl serve` only: the maintenance run on its cron schedule, one at a time."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timezone
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from ..errors import ConfigError, LockTimeoutError
+from ..operations.context import open_context
+from ..settings import Settings
+from .run import run_maintenance
+
+log = logging.getLogger(__name__)
+
+
+def scheduled_run(settings: Settings) -> None:
+    ctx = open_context(settings)
+    try:
+        report = run_maintenance(ctx, trigger="schedule")
+        log.info("scheduled maintenance run: %s", "ok" if report.ok else "needs attention")
+    except LockTimeoutError as exc:
+        log.info("scheduled maintenance run skipped: %s", exc.message)
+    except Exception:  # never let the scheduler thread die
+        log.exception("scheduled maintenance run failed")
+    finally:
+        ctx.store.close()
+
+
+def start_scheduler(settings: Settings) -> BackgroundScheduler:
+    try:
+        trigger = CronTrigger.from_crontab(settings.maintenance.schedule, timezone=timezone.utc)
+    except ValueError as exc:
+        raise ConfigError(f"configuration key 'maintenance.schedule' is not a valid cron expression: {exc}") from None
+    scheduler = BackgroundScheduler(timezone=timezone.utc)
+    scheduler.add_job(scheduled_run, trigger, args=(settings,), id="maintenance", name="svcssl maintenance run",
+                      max_instances=1, coalesce=True, misfire_grace_time=3600)
+    scheduler.start()
+    job = scheduler.get_job("maintenance")
+    log.info("maintenance run scheduled (%s UTC); next at %s", settings.maintenance.schedule, job.next_run_time)
+    return scheduler
