@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's first command: install svcssl and start it on its embedded default
-# (no config file; state in ./state). Until the web panel lands this shows the
-# service table from the command line.
+# The README's first command: install svcssl and start the panel on its embedded default
+# (no config file; state in ./state). It prints the HTTPS address and, on the first start,
+# root's generated password. Extra arguments go to `svcssl serve` (e.g. --listen 127.0.0.1:2087).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/svcssl list "$@"
+exec .venv/bin/svcssl serve "$@"

@@ -13,11 +13,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from .operations.context import utc_now
-from .operations.inventory import expiry_class, list_services
+from .operations.inventory import expiry_class
 from .settings import Settings
 from .web import audit, auth, maintenance, resellers, service_ssl
 from .web.auth import current_user, login_required
-from .web.context import StorePool, context
+from .web.context import StorePool, context, service_statuses
 from .web.livecache import LiveCheckCache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def _banner() -> list[dict]:
     if user is not None and user.is_root:
         ctx = context()
         now = ctx.now()
-        for status in list_services(ctx):
+        for status in service_statuses():
             info = status.info
             if info is None:
                 warnings.append({"service": status.service.name, "level": "expired",

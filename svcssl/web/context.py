@@ -7,6 +7,7 @@ import threading
 from flask import current_app, g
 
 from ..operations.context import Context
+from ..operations.inventory import list_services
 from ..store import Store
 
 
@@ -29,3 +30,10 @@ def context() -> Context:
         ext = current_app.extensions["svcssl"]
         g.svcssl_context = Context(settings=ext.settings, store=ext.stores.get(), clock=ext.clock)
     return g.svcssl_context
+
+
+def service_statuses():
+    """The enabled services' statuses, read once per request (the table and the banner share them)."""
+    if "svcssl_statuses" not in g:
+        g.svcssl_statuses = list_services(context())
+    return g.svcssl_statuses

@@ -104,15 +104,23 @@ class PanelServer:
         self.threads = threads
         self.server: wsgi.Server | None = None
         self._restart = threading.Event()
+        self._stoppers: list[threading.Thread] = []
 
-    def request_restart(self) -> None:
-        def later():
-            time.sleep(0.3)  # let the "restarting" page go out first
-            self._restart.set()
+    def _stop_in_background(self, delay: float = 0.0) -> None:
+        """Stop the server from another thread; run() waits for it before it exits or re-executes."""
+
+        def stop():
+            time.sleep(delay)
             if self.server is not None:
                 self.server.stop()  # waits for the requests in flight
 
-        threading.Thread(target=later, name="svcssl-restart", daemon=True).start()
+        stopper = threading.Thread(target=stop, name="svcssl-stop", daemon=True)
+        self._stoppers.append(stopper)
+        stopper.start()
+
+    def request_restart(self) -> None:
+        self._restart.set()
+        self._stop_in_background(delay=0.3)  # let the "restarting" page go out first
 
     def run(self, app) -> None:
         self.server = wsgi.Server(self.bind, app, numthreads=self.threads, server_name="svcssl",
@@ -120,13 +128,18 @@ class PanelServer:
         self.server.ssl_adapter = ReloadingSSLAdapter(self.certificate)
 
         def stop(signum, frame):
-            threading.Thread(target=self.server.stop, daemon=True).start()
+            self._restart.clear()  # SIGTERM/SIGINT mean exit, even during a restart
+            self._stop_in_background()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
             self.server.start()
         finally:
+            # start() returns as soon as the serve loop sees the stop flag, while stop() in the other
+            # thread is still letting the requests in flight finish: wait for it, or exec/exit cuts them off.
+            for stopper in list(self._stoppers):
+                stopper.join(self.server.shutdown_timeout + 5)
             self.server.stop()
         if self._restart.is_set():
             log.warning("restarting the panel")

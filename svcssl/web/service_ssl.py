@@ -8,12 +8,12 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from ..errors import InputError
 from ..operations.install import install_certificate
-from ..operations.inventory import expiry_class, list_services, service_details
+from ..operations.inventory import expiry_class, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..x509.encode import certificate_pem, chain_pem
 from .auth import current_user, service_ssl_required
-from .context import context
+from .context import context, service_statuses
 from .forms import ConfirmForm, InstallForm
 from .timeline import timeline_for
 
@@ -37,7 +37,7 @@ def _live_checks(statuses):
 def index():
     ctx = context()
     now = ctx.now()
-    statuses = list_services(ctx)
+    statuses = service_statuses()
     live = _live_checks(statuses)
     infos = [s.info for s in statuses if s.info]
     axis_start = min([i.not_before for i in infos] + [now - timedelta(days=30)])
