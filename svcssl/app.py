@@ -8,14 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Protocol
 
-from flask import Flask, g, redirect, render_template, request, url_for
+from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from .operations.context import utc_now
 from .operations.inventory import expiry_class
 from .settings import Settings
-from .web import audit, auth, maintenance, resellers, service_ssl
+from .web import api, audit, auth, maintenance, resellers, service_ssl, tokens
 from .web.auth import current_user, login_required
 from .web.context import StorePool, context, service_statuses
 from .web.livecache import LiveCheckCache
@@ -88,8 +88,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
         PREFERRED_URL_SCHEME="https",
     )
     app.extensions["svcssl"] = PanelState(settings, stores, clock, LiveCheckCache(ttl=live_check_ttl), panel_control)
-    CSRFProtect(app)
-    for blueprint in (auth.bp, service_ssl.bp, maintenance.bp, resellers.bp, audit.bp):
+    csrf = CSRFProtect(app)
+    csrf.exempt(api.bp)  # token and Basic calls carry no cookie; browser sessions need the /cpsess… prefix
+    for blueprint in (auth.bp, service_ssl.bp, maintenance.bp, resellers.bp, tokens.bp, audit.bp, api.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.load_user)
 
@@ -117,6 +118,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
         return render_template("home.html")
 
     def error_page(status: int, message: str):
+        if "/json-api/" in request.path:  # API callers get the JSON envelope, never an HTML page
+            function = request.path.rsplit("/", 1)[-1]
+            return jsonify(api.envelope(function, False, message)), status
         return render_template("errors/error.html", status=status, message=message), status
 
     @app.errorhandler(CSRFError)

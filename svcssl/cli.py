@@ -251,6 +251,42 @@ def cmd_maintenance_status(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token_create(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.tokens import create_token
+
+    info, secret = create_token(ctx, args.user, args.name, args.expires_days, actor=CLI_ACTOR)
+    expiry = f", expires {info.expires_at:%Y-%m-%d}" if info.expires_at else ""
+    print(f"API token “{info.name}” for {info.user}{expiry}. It is shown only now:")
+    print(secret)
+    return EXIT_OK
+
+
+def cmd_token_list(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.tokens import list_tokens
+
+    tokens = list_tokens(ctx)
+    now = ctx.now()
+    if args.json:
+        print(json.dumps([{"name": t.name, "user": t.user, "created_at": int(t.created_at.timestamp()),
+                           "expires_at": int(t.expires_at.timestamp()) if t.expires_at else None,
+                           "last_used_at": int(t.last_used_at.timestamp()) if t.last_used_at else None,
+                           "state": t.state(now)} for t in tokens], indent=2))
+        return EXIT_OK
+    rows = [["NAME", "USER", "CREATED", "EXPIRES", "STATE"]]
+    rows += [[t.name, t.user, f"{t.created_at:%Y-%m-%d}", f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "never",
+              t.state(now)] for t in tokens]
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.tokens import revoke_token
+
+    info = revoke_token(ctx, args.name, actor=CLI_ACTOR)
+    print(f"API token “{info.name}” of {info.user} is revoked.")
+    return EXIT_OK
+
+
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from .app import create_app
     from .maintenance.scheduler import start_scheduler
@@ -336,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--limit", type=int, default=10)
     q.set_defaults(func=cmd_maintenance_status)
+
+    p = sub.add_parser("token", help="API tokens for the WHM-compatible JSON API")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    q = token_sub.add_parser("create", help="create a token (printed once, alone on the last line)")
+    q.add_argument("user")
+    q.add_argument("--name")
+    q.add_argument("--expires-days", type=int)
+    q.set_defaults(func=cmd_token_create)
+    q = token_sub.add_parser("list", help="list tokens")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_token_list)
+    q = token_sub.add_parser("revoke", help="revoke a token")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_token_revoke)
 
     p = sub.add_parser("user", help="panel users (root and resellers)")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -215,3 +215,22 @@ def test_embedded_default_works_without_a_config(tmp_path):
                                            capture_output=True, text=True, timeout=60).stdout)
     apns = [r for r in everything if r["service"] == "mail_apns"][0]
     assert apns["enabled"] is False and apns["deprecated"] is True
+
+
+def test_token_create_list_revoke(run_cli, simple_config, tmp_path):
+    password = tmp_path / "pw"
+    password.write_text("a-long-password\n")
+    assert run_cli("user", "add", "bob", "--role", "reseller", "--password-file", str(password),
+                   config=simple_config).code == 0
+    created = run_cli("token", "create", "bob", "--name", "hook", "--expires-days", "7", config=simple_config)
+    assert created.code == 0
+    secret = created.out.strip().splitlines()[-1]
+    assert len(secret) == 32 and all(c.isupper() or c.isdigit() for c in secret)
+    listed = json.loads(run_cli("token", "list", "--json", config=simple_config).out)
+    assert [(t["name"], t["user"], t["state"]) for t in listed] == [("hook", "bob", "active")]
+    assert secret not in run_cli("token", "list", config=simple_config).out
+    assert run_cli("token", "revoke", "hook", config=simple_config).code == 0
+    assert json.loads(run_cli("token", "list", "--json", config=simple_config).out)[0]["state"] == "revoked"
+    missing = run_cli("token", "revoke", "nope", config=simple_config)
+    assert missing.code == 2 and "no API token named 'nope'" in missing.err
+    assert run_cli("token", "create", "nobody", config=simple_config).code == 2

@@ -416,3 +416,24 @@ def test_maintenance_page_run_now_and_touch_files(tmp_path):
     bob = new_client(app)
     login(bob, "bob", BOB_PASSWORD)
     assert bob.get("/scripts2/maintenance").status_code == 403
+
+
+def test_tokens_page_creates_shows_once_and_revokes(root, app, panel):
+    page = root.get("/scripts/tokens")
+    assert page.status_code == 200 and "No tokens yet." in page.text
+    created = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "bob",
+                                                 "name": "deploy-hook", "expires_days": "30"})
+    assert created.status_code == 200
+    secret = re.search(r'<code class="token" id="new-token">([A-Z0-9]{32})</code>', created.text).group(1)
+    listing = root.get("/scripts/tokens").text
+    assert 'data-token="deploy-hook"' in listing and secret not in listing  # shown once
+    from svcssl.operations.tokens import authenticate_token
+    user, info = authenticate_token(open_context(panel.settings), "bob", secret)
+    assert user.name == "bob" and info.expires_at is not None
+    bad = root.post("/scripts/tokens", data={"csrf_token": csrf_token(listing), "user": "bob", "name": "no spaces!"})
+    assert bad.status_code == 400 and "A token name is" in bad.text
+    assert root.post("/scripts/tokens/deploy-hook/revoke", data={"csrf_token": csrf_token(listing)}).status_code == 302
+    assert ">revoked<" in root.get("/scripts/tokens").text
+    bob = new_client(app)
+    login(bob, "bob", BOB_PASSWORD)
+    assert bob.get("/scripts/tokens").status_code == 403

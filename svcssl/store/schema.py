@@ -88,6 +88,129 @@ MIGRATIONS: tuple[str, ...] = (
         problem TEXT NOT NULL
     );
     """,
+    # 4: API tokens (stored hashed) and one-time login sessions made by create_user_session
+    """
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name),
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER,
+        last_used_at INTEGER
+    );
+    CREATE TABLE login_sessions (
+        session_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name),
+        cpsess TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    """,
+    # 5: discovery: hosting accounts owned by resellers, and the index of certificate and key files
+    # (accounts' SSL storage, Apache virtual hosts, CA directories, the services' files) with the SSL
+    # virtual hosts found in Apache's configuration. Paths are BLOBs: file names need not be UTF-8.
+    # No key material is stored: only the SHA-256 of a key's SubjectPublicKeyInfo.
+    """
+    CREATE TABLE account_owners (
+        account TEXT PRIMARY KEY,
+        reseller TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        assigned_at INTEGER NOT NULL
+    );
+    CREATE INDEX account_owners_reseller ON account_owners(reseller, account);
+    CREATE TABLE discovery_files (
+        id INTEGER PRIMARY KEY,
+        path BLOB NOT NULL UNIQUE,
+        store TEXT NOT NULL,
+        owner TEXT NOT NULL DEFAULT '',
+        name BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        problem TEXT
+    );
+    CREATE INDEX discovery_files_owner ON discovery_files(store, owner);
+    CREATE TABLE discovery_certificates (
+        file_id INTEGER NOT NULL REFERENCES discovery_files(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        spki_sha256 TEXT NOT NULL,
+        subject BLOB NOT NULL,
+        issuer BLOB NOT NULL,
+        subject_key_id TEXT,
+        authority_key_id TEXT,
+        subject_cn TEXT,
+        domains TEXT NOT NULL,
+        issuer_cn TEXT,
+        issuer_org TEXT,
+        issuer_label TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        is_self_signed INTEGER NOT NULL,
+        is_ca INTEGER NOT NULL,
+        key_algorithm TEXT NOT NULL,
+        key_size INTEGER NOT NULL,
+        key_label TEXT NOT NULL,
+        ecdsa_curve_name TEXT,
+        signature_algorithm TEXT NOT NULL,
+        PRIMARY KEY (file_id, position)
+    );
+    CREATE INDEX discovery_certificates_spki ON discovery_certificates(spki_sha256);
+    CREATE INDEX discovery_certificates_subject ON discovery_certificates(subject);
+    CREATE INDEX discovery_certificates_fingerprint ON discovery_certificates(fingerprint);
+    CREATE TABLE discovery_domains (
+        domain TEXT NOT NULL,
+        file_id INTEGER NOT NULL REFERENCES discovery_files(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL
+    );
+    CREATE INDEX discovery_domains_domain ON discovery_domains(domain);
+    CREATE INDEX discovery_domains_file ON discovery_domains(file_id);
+    CREATE TABLE discovery_keys (
+        file_id INTEGER NOT NULL REFERENCES discovery_files(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        spki_sha256 TEXT NOT NULL,
+        key_label TEXT NOT NULL,
+        PRIMARY KEY (file_id, position)
+    );
+    CREATE INDEX discovery_keys_spki ON discovery_keys(spki_sha256);
+    CREATE TABLE discovery_accounts (
+        name TEXT PRIMARY KEY,
+        has_storage INTEGER NOT NULL,
+        problem TEXT
+    );
+    CREATE TABLE discovery_vhosts (
+        id INTEGER PRIMARY KEY,
+        servername TEXT,
+        aliases TEXT NOT NULL,
+        addresses TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        port INTEGER,
+        docroot TEXT,
+        user TEXT,
+        cert_files TEXT NOT NULL,
+        key_files TEXT NOT NULL,
+        chain_file BLOB,
+        config_file BLOB NOT NULL,
+        line INTEGER NOT NULL
+    );
+    CREATE TABLE discovery_problems (
+        store TEXT NOT NULL,
+        owner TEXT NOT NULL DEFAULT '',
+        path BLOB,
+        line INTEGER,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX discovery_problems_owner ON discovery_problems(store, owner);
+    CREATE TABLE discovery_inputs (
+        path BLOB PRIMARY KEY,
+        stamp TEXT NOT NULL
+    );
+    CREATE TABLE discovery_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 

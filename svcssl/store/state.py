@@ -78,6 +78,17 @@ class OrderBackoff:
 
 
 @dataclass(frozen=True)
+class TokenRecord:
+    name: str
+    user: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     actor: str
@@ -344,3 +355,47 @@ class Store:
             (backoff.names, backoff.failures, _ts(backoff.first_failed_at), _ts(backoff.next_attempt_at),
              json.dumps(backoff.problem)),
         )
+
+    # --- API tokens and one-time login sessions ------------------------------
+    _TOKEN_SQL = "SELECT name, user, token_hash, created_at, expires_at, revoked_at, last_used_at FROM api_tokens"
+
+    def _token(self, row) -> TokenRecord:
+        return TokenRecord(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), _dt(row[5]), _dt(row[6]))
+
+    def add_token(self, name: str, user: str, token_hash: str, now: datetime, expires_at: datetime | None) -> None:
+        try:
+            self._db.execute("INSERT INTO api_tokens (name, user, token_hash, created_at, expires_at) VALUES (?,?,?,?,?)",
+                             (name, user, token_hash, _ts(now), _ts(expires_at) if expires_at else None))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"an API token named '{name}' exists already") from None
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        row = self._db.execute(self._TOKEN_SQL + " WHERE token_hash = ?", (token_hash,)).fetchone()
+        return self._token(row) if row else None
+
+    def token_by_name(self, name: str) -> TokenRecord | None:
+        row = self._db.execute(self._TOKEN_SQL + " WHERE name = ?", (name,)).fetchone()
+        return self._token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [self._token(r) for r in self._db.execute(self._TOKEN_SQL + " ORDER BY created_at DESC, name")]
+
+    def revoke_token(self, name: str, now: datetime) -> None:
+        self._db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_ts(now), name))
+
+    def touch_token(self, name: str, now: datetime) -> None:
+        self._db.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (_ts(now), name))
+
+    def add_login_session(self, session_hash: str, user: str, cpsess: str, expires_at: datetime) -> None:
+        self._db.execute("INSERT INTO login_sessions (session_hash, user, cpsess, expires_at) VALUES (?,?,?,?)",
+                         (session_hash, user, cpsess, _ts(expires_at)))
+
+    def use_login_session(self, session_hash: str, now: datetime) -> tuple[str, str] | None:
+        """(user, cpsess) of an unused, unexpired one-time session, marking it used; else None."""
+        row = self._db.execute("SELECT user, cpsess, expires_at, used_at FROM login_sessions WHERE session_hash = ?",
+                               (session_hash,)).fetchone()
+        if row is None or row[3] is not None or row[2] <= _ts(now):
+            return None
+        updated = self._db.execute("UPDATE login_sessions SET used_at = ? WHERE session_hash = ? AND used_at IS NULL",
+                                   (_ts(now), session_hash))
+        return (row[0], row[1]) if updated.rowcount == 1 else None

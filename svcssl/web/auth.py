@@ -7,6 +7,7 @@ from typing import Callable
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
+from ..operations.tokens import new_cpsess
 from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
 from .context import context
 from .forms import LoginForm
@@ -88,6 +89,7 @@ def login():
                 session.clear()
                 session["user"] = user.name
                 session["pwv"] = user.session_version
+                session["cpsess"] = new_cpsess()  # the path prefix for this session's own API calls
                 session.permanent = True
                 current_app.logger.info("login: %s from %s", user.name, request.remote_addr)
                 return redirect(_safe_next(request.args.get("next")))

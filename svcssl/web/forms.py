@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import HiddenField, PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
-from wtforms.validators import DataRequired, Length
+from wtforms import HiddenField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 
 class LoginForm(FlaskForm):
@@ -32,3 +32,10 @@ class InstallForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: confirmations, rollbacks, grants, restarts."""
+
+
+class TokenForm(FlaskForm):
+    user = SelectField("For user", validate_choice=True)
+    name = StringField("Token name (optional)", validators=[Length(max=50)])
+    expires_days = IntegerField("Expires after (days, optional)",
+                                validators=[Optional(), NumberRange(min=1, max=3650, message="Between 1 and 3650 days.")])

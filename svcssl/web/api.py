@@ -1,0 +1,375 @@
+"""The WHM API 1 compatible JSON API (`../shared/whm-api.md`): /json-api/<function>, also under /cpsess<digits>/.
+
+Our results become WHM's field names here and only here. Every function goes through the same
+operations as the panel; every change is in the audit log with the caller (and token) named.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.datastructures import MultiDict
+
+from ..errors import InputError, SvcsslError
+from ..operations.context import Context
+from ..operations.install import install_certificate
+from ..operations.inventory import read_installed_bundle, service_details
+from ..operations.reset import reset_certificate
+from ..operations.tokens import authenticate_token, create_login_session, use_login_session
+from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
+from ..store import AuditEntry
+from ..whm import certificate_info
+from ..x509.encode import certificate_pem, chain_pem, key_pem
+from .context import context
+
+bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
+
+CPSESS = re.compile(r"^cpsess\d{1,20}$")
+PEM_FIELDS = ("crt", "key", "cabundle", "crtdata")
+
+
+class ApiFailure(Exception):
+    """result 0 with this reason (HTTP 200), or another status for credentials."""
+
+    def __init__(self, reason: str, status: int = 200):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class Caller:
+    user: PanelUser
+    actor: str  # for the audit log: who, and through which credential
+
+
+@dataclass
+class ApiResult:
+    data: Any
+    warnings: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def envelope(command: str, ok: bool, reason: str, data: Any = None, warnings=(), messages=()) -> dict:
+    metadata: dict[str, Any] = {"command": command, "result": 1 if ok else 0, "reason": reason, "version": 1}
+    if warnings or messages:
+        metadata["output"] = {"warnings": list(warnings), "messages": list(messages)}
+    body: dict[str, Any] = {"metadata": metadata}
+    if ok:
+        body["data"] = data
+    return body
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def _authenticate(cpsess: str | None) -> Caller:
+    ctx = context()
+    header = request.headers.get("Authorization", "")
+    remote = request.remote_addr or "-"
+    if header:
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "whm":
+            user, sep, token = credentials.partition(":")
+            if not sep or not user or not token:
+                raise ApiFailure("The Authorization header must be “whm USER:TOKEN”.", 401)
+            try:
+                panel_user, info = authenticate_token(ctx, user, token)
+            except (LoginError, InputError) as exc:
+                raise ApiFailure(exc.message, 401) from None
+            return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")
+        if scheme.lower() == "basic":
+            try:
+                user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                raise ApiFailure("The Basic Authorization header is not valid base64 of USER:PASSWORD.", 401) from None
+            if not sep:
+                raise ApiFailure("The Basic Authorization header must hold USER:PASSWORD.", 401)
+            try:
+                panel_user = authenticate(ctx, user, password, remote)
+            except LoginThrottled as exc:
+                raise ApiFailure(exc.message, 429) from None
+            except LoginError as exc:
+                raise ApiFailure(exc.message, 401) from None
+            return Caller(panel_user, f"{panel_user.name} (API, password, {remote})")
+        raise ApiFailure("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
+    user = g.get("user")
+    if user is not None:
+        if cpsess is None or cpsess != session.get("cpsess"):
+            raise ApiFailure("A browser session calls the API under its own /cpsess… path prefix.", 401)
+        return Caller(user, f"{user.name} (web session, {remote})")
+    raise ApiFailure("Authentication required: send “Authorization: whm USER:TOKEN” or HTTP Basic.", 401)
+
+
+def _require_privilege(caller: Caller) -> None:
+    if not caller.user.may_manage_service_ssl:
+        raise ApiFailure(f"The user “{caller.user.name}” does not have the privilege to manage service SSL "
+                         "certificates.", 403)
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+
+def _pem_param(params: MultiDict, name: str) -> bytes | None:
+    """A PEM parameter; '+' turned into ' ' by a client that did not URI-encode it is put back."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if "-----BEGIN" in value and " " in value:
+        lines = []
+        for line in value.replace("\r\n", "\n").split("\n"):
+            inner = line.strip()
+            if inner and not inner.startswith("-----") and ":" not in inner:
+                inner = line.replace(" ", "+")  # base64 has no spaces: each was a '+' (at either end too)
+            lines.append(inner)
+        value = "\n".join(lines)
+    return value.encode("utf-8")
+
+
+def _service_param(ctx: Context, params: MultiDict):
+    name = params.get("service", "")
+    return ctx.service(name)  # "You must provide a service." / unknown, listing the valid names
+
+
+# --- functions -------------------------------------------------------------------------------
+
+
+def _service_payload(ctx: Context, name: str) -> dict:
+    status = service_details(ctx, name).status
+    installed = status.installed
+    return {
+        "service": name,
+        "service_description": status.service.description,
+        "certificate": certificate_pem(installed.leaf).decode() if installed else "",
+        "certificate_info": certificate_info(status.info),
+    }
+
+
+def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    services = []
+    for service in ctx.settings.enabled_services():
+        try:
+            bundle = read_installed_bundle(service)
+            certificate, key, cabundle = (certificate_pem(bundle.leaf).decode(), key_pem(bundle.key).decode(),
+                                          chain_pem(bundle.chain).decode())
+            info = certificate_info(bundle.info)
+        except SvcsslError:
+            details = service_details(ctx, service.name).status
+            certificate = certificate_pem(details.installed.leaf).decode() if details.installed else ""
+            cabundle = chain_pem(details.installed.chain).decode() if details.installed else ""
+            key, info = "", certificate_info(details.info)
+        services.append({"service": service.name, "certificate": certificate, "key": key, "cabundle": cabundle,
+                         "certificate_info": info})
+    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api fetch_service_ssl_components", None, None, None,
+                                   "ok", "private keys of every service returned"))
+    return ApiResult({"services": services})
+
+
+def install_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    service = _service_param(ctx, params)
+    crt = _pem_param(params, "crt")
+    if crt is None:
+        raise ApiFailure("You must provide a certificate (crt).")
+    prepared, (outcome,) = install_certificate(ctx, [service.name], crt, _pem_param(params, "key"),
+                                               _pem_param(params, "cabundle"), actor=caller.actor)
+    if not outcome.ok:
+        raise ApiFailure(f"The certificate could not be installed on {service.name}: {outcome.message}"
+                         + (f" ({outcome.output.strip()})" if outcome.output.strip() else ""))
+    return ApiResult(_service_payload(ctx, service.name), warnings=list(prepared.warnings),
+                     messages=[outcome.message])
+
+
+def reset_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    service = _service_param(ctx, params)
+    outcome = reset_certificate(ctx, service.name, actor=caller.actor)
+    if not outcome.ok:
+        raise ApiFailure(f"The certificate of {service.name} could not be reset: {outcome.message}")
+    return ApiResult(_service_payload(ctx, service.name),
+                     warnings=["The new certificate is self-signed: clients will not trust it."],
+                     messages=[outcome.message])
+
+
+def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    user = params.get("user") or ""
+    if not user:
+        raise ApiFailure("You must provide a user.")
+    if params.get("service", "whostmgrd") not in ("whostmgrd", "svcssl"):
+        raise ApiFailure(f"The service “{params.get('service')}” is not supported: use whostmgrd.")
+    if user != caller.user.name and not caller.user.is_root:
+        raise ApiFailure("Only root may create a session for another user.", 403)
+    if find_user(ctx, user) is None:
+        raise ApiFailure(f"There is no user named “{user}”.")
+    secret, cpsess = create_login_session(ctx, user)
+    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api create_user_session", None, None, None, "ok", user))
+    url = f"{request.scheme}://{request.host}/{cpsess}/login/?session={secret}"
+    return ApiResult({"cp_security_token": f"/{cpsess}", "session": secret, "url": url, "expires": 300})
+
+
+FUNCTIONS: dict[str, Callable[[Context, MultiDict, Caller], ApiResult]] = {
+    "fetch_service_ssl_components": fetch_service_ssl_components,
+    "install_service_ssl_certificate": install_service_ssl_certificate,
+    "reset_service_ssl_certificate": reset_service_ssl_certificate,
+    "create_user_session": create_user_session,
+}
+
+
+# --- generic filters ------------------------------------------------------------------------
+
+
+def _compare(kind: str, value: Any, arg: str) -> bool:
+    text = "" if value is None else (" ".join(map(str, value)) if isinstance(value, list) else str(value))
+    if kind in ("eq", "=="):
+        return text == arg
+    if kind in ("ne", "!="):
+        return text != arg
+    if kind == "contains":
+        return arg.lower() in text.lower()
+    if kind == "begins":
+        return text.lower().startswith(arg.lower())
+    if kind == "ends":
+        return text.lower().endswith(arg.lower())
+    try:
+        number, limit = float(text), float(arg)
+    except ValueError:
+        raise ApiFailure(f"The filter type “{kind}” needs numbers; “{text[:40]}” or “{arg[:40]}” is not one.") from None
+    return {"lt": number < limit, "gt": number > limit, "lt_equal": number <= limit, "gt_equal": number >= limit}[kind]
+
+
+FILTER_TYPES = ("eq", "==", "ne", "!=", "contains", "begins", "ends", "lt", "gt", "lt_equal", "gt_equal")
+
+
+def _field(row: dict, name: str) -> Any:
+    if name in row:
+        return row[name]
+    value: Any = row
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def apply_filters(data: Any, params: MultiDict) -> Any:
+    if params.get("api.filter.enable") != "1":
+        return data
+    filters = []
+    for key in params:
+        match = re.fullmatch(r"api\.filter\.([A-Za-z0-9_]+)\.field", key)
+        if match:
+            ident = match.group(1)
+            kind = params.get(f"api.filter.{ident}.type", "contains")
+            if kind not in FILTER_TYPES:
+                raise ApiFailure(f"Unknown filter type “{kind}” (use one of {', '.join(FILTER_TYPES)}).")
+            filters.append((params[key], kind, params.get(f"api.filter.{ident}.arg0", "")))
+    if not filters or not isinstance(data, dict):
+        return data
+    lists = [k for k, v in data.items() if isinstance(v, list)]
+    if len(lists) != 1:
+        return data
+    rows = data[lists[0]]
+    kept = [row for row in rows if all(_compare(kind, _field(row, name), arg) for name, kind, arg in filters)]
+    return {**data, lists[0]: kept}
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+
+def call(function: str, params: MultiDict, caller: Caller, *, in_batch: bool = False) -> tuple[dict, int]:
+    """Run one function; return the envelope and the HTTP status."""
+    ctx = context()
+    if params.get("api.version") != "1":
+        return envelope(function, False, "This interface needs “api.version=1”."), 200
+    if function == "batch" and not in_batch:
+        return _batch(params, caller), 200
+    handler = FUNCTIONS.get(function)
+    if handler is None:
+        return envelope(function, False, f"Unknown app (“{function}”) requested for this version (1) of the API."), 200
+    try:
+        result = handler(ctx, params, caller)
+        data = apply_filters(result.data, params)
+    except ApiFailure as exc:
+        return envelope(function, False, exc.reason), exc.status
+    except InputError as exc:
+        return envelope(function, False, exc.message), 200
+    except SvcsslError as exc:
+        return envelope(function, False, exc.message), 200
+    except Exception as exc:  # never a stack trace in a response
+        log.exception("API failure in %s", function)
+        return envelope(function, False, f"API failure: {type(exc).__name__}; the error has been logged."), 200
+    return envelope(function, True, "OK", data, result.warnings, result.messages), 200
+
+
+def _batch(params: MultiDict, caller: Caller) -> dict:
+    commands = params.getlist("command")
+    if not commands:
+        return envelope("batch", False, "A batch needs one or more “command” parameters.")
+    results = []
+    for command in commands:
+        function, _, query = command.partition("?")
+        inner = MultiDict(parse_qsl(query, keep_blank_values=True))
+        inner.setdefault("api.version", "1")
+        body, _status = call(function, inner, caller, in_batch=True)
+        results.append(body)
+    failed = sum(1 for r in results if r["metadata"]["result"] != 1)
+    reason = "OK" if not failed else f"{failed} of {len(results)} calls failed."
+    return {"metadata": {"command": "batch", "result": 0 if failed else 1, "reason": reason, "version": 1},
+            "data": {"result": results}}
+
+
+def _respond(function: str, cpsess: str | None):
+    params = MultiDict(request.values.items(multi=True))
+    try:
+        caller = _authenticate(cpsess)
+    except ApiFailure as exc:
+        response = jsonify(envelope(function, False, exc.reason))
+        response.status_code = exc.status
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="svcssl"'
+        return response
+    body, status = call(function, params, caller)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@bp.route("/json-api/<function>", methods=["GET", "POST"])
+def json_api(function: str):
+    return _respond(function, None)
+
+
+@bp.route("/<cpsess>/json-api/<function>", methods=["GET", "POST"])
+def json_api_session(cpsess: str, function: str):
+    if not CPSESS.match(cpsess):
+        response = jsonify(envelope(function, False, "Not found: the path prefix must be /cpsess<digits>."))
+        response.status_code = 404
+        return response
+    return _respond(function, cpsess)
+
+
+@bp.route("/<cpsess>/login/")
+def session_login(cpsess: str):
+    """The one-time login URL of create_user_session: opens a browser session."""
+    secret = request.args.get("session", "")
+    found = use_login_session(context(), secret) if CPSESS.match(cpsess) and secret else None
+    if found is None or found[1] != cpsess:
+        return render_template("errors/error.html", status=401,
+                               message="This login link has expired or was used already. Ask for a new one."), 401
+    user, _ = found
+    session.clear()
+    session["user"] = user.name
+    session["pwv"] = user.session_version
+    session["cpsess"] = cpsess
+    session.permanent = True
+    return redirect(url_for("home"))

@@ -1,0 +1,60 @@
+"""API tokens (root only): create (shown once), list, revoke."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from ..errors import InputError
+from ..operations.tokens import create_token, list_tokens, revoke_token
+from ..operations.users import list_users
+from .auth import current_user, root_required
+from .context import context
+from .forms import ConfirmForm, TokenForm
+
+bp = Blueprint("tokens", __name__, url_prefix="/scripts")
+
+
+def _actor() -> str:
+    return f"{current_user().name} (web, {request.remote_addr or '-'})"
+
+
+def _page(form: TokenForm, status: int = 200, created=None, secret: str | None = None):
+    ctx = context()
+    return render_template("tokens/index.html", tokens=list_tokens(ctx), form=form, confirm=ConfirmForm(),
+                           created=created, secret=secret, now=ctx.now()), status
+
+
+def _form() -> TokenForm:
+    form = TokenForm()
+    form.user.choices = [(u.name, f"{u.name} ({u.role})") for u in list_users(context())]
+    return form
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@root_required
+def index():
+    form = _form()
+    if request.method == "GET":
+        return _page(form)
+    if not form.validate_on_submit():
+        return _page(form, 400)
+    try:
+        info, secret = create_token(context(), form.user.data, form.name.data.strip() or None,
+                                    form.expires_days.data or None, actor=_actor())
+    except InputError as exc:
+        getattr(form, exc.field if exc.field in ("name", "expires_days") else "name").errors.append(exc.message)
+        return _page(form, 400)
+    return _page(_form(), 200, info, secret)
+
+
+@bp.route("/tokens/<name>/revoke", methods=["POST"])
+@root_required
+def revoke(name: str):
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired or was not sent from this page. Try again.")
+    try:
+        revoke_token(context(), name, actor=_actor())
+    except InputError as exc:
+        abort(404, exc.message)
+    flash(f"The API token “{name}” is revoked.", "ok")
+    return redirect(url_for(".index"))
