@@ -12,7 +12,7 @@ if [ "$want_test" = 1 ]; then
   # real daemons the tests start on loopback
   apt_packages+=(dovecot-imapd dovecot-pop3d exim4-daemon-light pure-ftpd)
   # the ACME test server, and the browser for the UI tests (Playwright drives Debian's Chromium)
-  apt_packages+=(pebble chromium)
+  apt_packages+=(pebble chromium curl)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from svcssl import cli  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

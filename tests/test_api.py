@@ -283,3 +283,29 @@ def test_curl_lines_from_the_whm_documentation(server):
                             f"{host}/json-api/reset_service_ssl_certificate?api.version=1&service=exim"],
                            capture_output=True, text=True, timeout=60)
     assert json.loads(reset.stdout)["data"]["certificate_info"]["is_self_signed"] == 1
+
+
+def test_certbot_deploy_hook_installs_the_renewed_certificate(server, tmp_path):
+    require_binaries("curl", install="apt-get install curl")
+    leaf, crt, key, cabundle = bundle(64)
+    lineage = tmp_path / "live" / HOST
+    lineage.mkdir(parents=True)
+    (lineage / "cert.pem").write_text(crt)
+    (lineage / "privkey.pem").write_text(key)
+    (lineage / "chain.pem").write_text(cabundle)
+    from conftest import REPO_ROOT
+    env = {"PATH": "/usr/bin:/bin", "SVCSSL_URL": server["url"], "SVCSSL_USER": "root",
+           "SVCSSL_TOKEN": server["tokens"]["root"], "SVCSSL_SERVICES": "dovecot exim", "SVCSSL_INSECURE": "1",
+           "RENEWED_LINEAGE": str(lineage)}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "contrib/certbot-deploy-hook.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installed on dovecot" in proc.stdout and "installed on exim" in proc.stdout
+    from svcssl.x509.inspect import fingerprint
+    fetched = {s["service"]: s for s in ok(Api(server["url"], "root", server["tokens"]["root"])
+                                           .call("fetch_service_ssl_components"))["data"]["services"]}
+    assert fetched["dovecot"]["certificate"] == crt and fetched["exim"]["certificate"] == crt
+    env["SVCSSL_SERVICES"] = "postfix"
+    bad = subprocess.run(["bash", str(REPO_ROOT / "contrib/certbot-deploy-hook.sh")], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1 and "Unknown service" in bad.stderr
