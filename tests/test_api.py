@@ -301,7 +301,6 @@ def test_certbot_deploy_hook_installs_the_renewed_certificate(server, tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "installed on dovecot" in proc.stdout and "installed on exim" in proc.stdout
-    from svcssl.x509.inspect import fingerprint
     fetched = {s["service"]: s for s in ok(Api(server["url"], "root", server["tokens"]["root"])
                                            .call("fetch_service_ssl_components"))["data"]["services"]}
     assert fetched["dovecot"]["certificate"] == crt and fetched["exim"]["certificate"] == crt

@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
