@@ -122,6 +122,28 @@ class MaintenanceSettings:
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    home_root: Path = Path("/home")  # <home_root>/<user>/ssl/certs/*.crt and ssl/keys/*.key
+
+
+APACHE_DEFAULT_CONFIGS = (Path("/etc/apache2/apache2.conf"), Path("/etc/httpd/conf/httpd.conf"))
+
+
+@dataclass(frozen=True)
+class ApacheSettings:
+    config_file: Path | None = None  # None: Debian's apache2.conf if it exists, else RHEL's httpd.conf
+
+    def candidates(self) -> tuple[Path, ...]:
+        return (self.config_file,) if self.config_file is not None else APACHE_DEFAULT_CONFIGS
+
+
+@dataclass(frozen=True)
+class CaBundleSettings:
+    dirs: tuple[Path, ...] = ()  # directories of CA certificates trusted for building CA bundles
+    aia_fetch: bool = False  # download a missing issuer from the certificate's caIssuers URL
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     certificates: CertificateSettings
@@ -133,6 +155,9 @@ class Settings:
     maintenance: MaintenanceSettings
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     source: Path | None = None
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    apache: ApacheSettings = field(default_factory=ApacheSettings)
+    cabundles: CaBundleSettings = field(default_factory=CaBundleSettings)
 
     def enabled_services(self) -> list[ServiceSettings]:
         return [s for s in self.services.values() if s.enabled]
@@ -154,6 +179,9 @@ _NOTIFY_KEYS: dict[str, Any] = {
     "recipient": str, "expiry_days": int, "panel_url": str,
 }
 _MAINTENANCE_KEYS: dict[str, Any] = {"schedule": str, "own_ca_renew_days": int, "other_renew_days": int}
+_ACCOUNTS_KEYS: dict[str, Any] = {"home_root": str}
+_APACHE_KEYS: dict[str, Any] = {"config_file": str}
+_CABUNDLES_KEYS: dict[str, Any] = {"dirs": list, "aia_fetch": bool}
 _SERVICE_KEYS: dict[str, Any] = {
     "kind": str,
     "enabled": bool,
@@ -170,7 +198,8 @@ _SERVICE_KEYS: dict[str, Any] = {
     "reload": list,
     "probe": str,
 }
-_TOP_KEYS = ("server", "certificates", "limits", "deploy", "acme", "dns", "notify", "maintenance", "services")
+_TOP_KEYS = ("server", "certificates", "limits", "deploy", "acme", "dns", "notify", "maintenance", "services",
+             "accounts", "apache", "cabundles")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
@@ -357,6 +386,15 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
         raise ConfigError("configuration key 'maintenance.schedule' must be a cron expression with five fields, "
                           f"e.g. \"17 3 * * *\", not {schedule!r}")
 
+    accounts = _table(doc, "accounts")
+    _check_keys(accounts, _ACCOUNTS_KEYS, "accounts")
+    home_root = _path(accounts.get("home_root") or "/home", state_dir)
+    apache = _table(doc, "apache")
+    _check_keys(apache, _APACHE_KEYS, "apache")
+    cabundles = _table(doc, "cabundles")
+    _check_keys(cabundles, _CABUNDLES_KEYS, "cabundles")
+    ca_dirs = tuple(p for p in (_path(d, state_dir) for d in cabundles.get("dirs", ())) if p is not None)
+
     services_doc = doc["services"] if "services" in doc else default_services()
     services = {name: _service(name, table, state_dir) for name, table in services_doc.items()}
     return Settings(
@@ -403,6 +441,9 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
         ),
         services=MappingProxyType(services),
         source=source,
+        accounts=AccountSettings(home_root=home_root),
+        apache=ApacheSettings(config_file=_path(apache.get("config_file"), state_dir)),
+        cabundles=CaBundleSettings(dirs=ca_dirs, aia_fetch=cabundles.get("aia_fetch", False)),
     )
 
 

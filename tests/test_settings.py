@@ -74,7 +74,7 @@ def test_example_config_documents_every_key_and_loads():
     from svcssl import settings as module
     for table in (module._SERVER_KEYS, module._CERTIFICATE_KEYS, module._LIMIT_KEYS, module._DEPLOY_KEYS,
                   module._ACME_KEYS, module._DNS_KEYS, module._NOTIFY_KEYS, module._MAINTENANCE_KEYS,
-                  module._SERVICE_KEYS):
+                  module._SERVICE_KEYS, module._ACCOUNTS_KEYS, module._APACHE_KEYS, module._CABUNDLES_KEYS):
         for key in table:
             assert f"{key} =" in text, f"config.example.toml does not document '{key}'"
     tomllib.loads(text)
