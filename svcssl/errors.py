@@ -79,6 +79,10 @@ class NothingToRollBackError(InputError):
     field = "service"
 
 
+class AccessDeniedError(SvcsslError):
+    """The user may not see this (a reseller asking for Apache, or for an account it does not own)."""
+
+
 class StoreError(SvcsslError):
     """The state directory is unusable or inconsistent."""
 

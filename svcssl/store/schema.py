@@ -157,7 +157,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (file_id, position)
     );
     CREATE INDEX discovery_certificates_spki ON discovery_certificates(spki_sha256);
-    CREATE INDEX discovery_certificates_subject ON discovery_certificates(subject);
+    CREATE INDEX discovery_certificates_subject ON discovery_certificates(subject, fingerprint);
     CREATE INDEX discovery_certificates_fingerprint ON discovery_certificates(fingerprint);
     CREATE TABLE discovery_domains (
         domain TEXT NOT NULL,

@@ -399,3 +399,32 @@ class Store:
         updated = self._db.execute("UPDATE login_sessions SET used_at = ? WHERE session_hash = ? AND used_at IS NULL",
                                    (_ts(now), session_hash))
         return (row[0], row[1]) if updated.rowcount == 1 else None
+
+    # --- hosting accounts owned by resellers, and the discovery index ------------------------
+    def database(self) -> sqlite3.Connection:
+        """The connection, for svcssl.discovery.index: it owns the SQL of the tables migration 5 made."""
+        return self._db
+
+    def assign_account(self, account: str, reseller: str, now: datetime) -> str | None:
+        """Make ``reseller`` the owner of ``account``; return the previous owner, if another."""
+        row = self._db.execute("SELECT reseller FROM account_owners WHERE account = ?", (account,)).fetchone()
+        self._db.execute("INSERT OR REPLACE INTO account_owners (account, reseller, assigned_at) VALUES (?,?,?)",
+                         (account, reseller, _ts(now)))
+        return row[0] if row and row[0] != reseller else None
+
+    def unassign_account(self, account: str) -> str | None:
+        """Take ``account`` from its owner; return who owned it."""
+        row = self._db.execute("SELECT reseller FROM account_owners WHERE account = ?", (account,)).fetchone()
+        self._db.execute("DELETE FROM account_owners WHERE account = ?", (account,))
+        return row[0] if row else None
+
+    def account_owner(self, account: str) -> str | None:
+        row = self._db.execute("SELECT reseller FROM account_owners WHERE account = ?", (account,)).fetchone()
+        return row[0] if row else None
+
+    def accounts_of(self, reseller: str) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT account FROM account_owners WHERE reseller = ? ORDER BY account",
+                                               (reseller,))]
+
+    def account_owners(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT account, reseller FROM account_owners ORDER BY account"))

@@ -24,7 +24,7 @@ class Bundle:
         return self.info.fingerprint
 
 
-def _pick_leaf(certificates: tuple[x509.Certificate, ...], keys: tuple[PrivateKey, ...]) -> x509.Certificate:
+def pick_leaf(certificates: tuple[x509.Certificate, ...], keys: tuple[PrivateKey, ...]) -> x509.Certificate:
     if keys:
         key_spkis = {spki_der(k.public_key()) for k in keys}
         for cert in certificates:
@@ -48,7 +48,7 @@ def assemble_bundle(
     ``certificates`` and ``keys`` come from the certificate and key fields (a PEM
     or PKCS#12 certificate file may carry both); ``cabundle`` from the CA bundle field.
     """
-    leaf = _pick_leaf(certificates, keys)
+    leaf = pick_leaf(certificates, keys)
     leaf_spki = spki_der(leaf.public_key())
     if not keys:
         raise KeyParseError("No private key was given: paste the private key of this certificate.")

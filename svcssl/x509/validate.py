@@ -23,7 +23,8 @@ def require_key_match(cert: x509.Certificate, key) -> None:
         raise KeyMismatchError("The private key does not match the certificate (their public keys differ).")
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """True when the parent's subject is the child's issuer and the parent's key verifies the child's signature."""
     if child.issuer != parent.subject:
         return False
     try:
@@ -53,7 +54,7 @@ def order_chain(leaf: x509.Certificate, candidates: tuple[x509.Certificate, ...]
     ordered: list[x509.Certificate] = []
     current = leaf
     while remaining and not (current is not leaf and is_self_signed(current)):
-        parent = next((c for c in remaining if _issued_by(current, c)), None)
+        parent = next((c for c in remaining if issued_by(current, c)), None)
         if parent is None:
             break
         ordered.append(parent)
