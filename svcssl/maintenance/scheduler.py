@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timezone
+from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from ..errors import ConfigError, LockTimeoutError
+from ..operations.browse import REFRESH_INTERVAL, refresh_index
 from ..operations.context import open_context
 from ..settings import Settings
 from .run import run_maintenance
@@ -29,6 +31,17 @@ def scheduled_run(settings: Settings) -> None:
         ctx.store.close()
 
 
+def scheduled_index_refresh(settings: Settings) -> None:
+    """The discovery index (accounts' SSL storage, Apache, CA directories): a stat per file, a parse per change."""
+    ctx = open_context(settings)
+    try:
+        refresh_index(ctx, lock_timeout=1.0)
+    except Exception:  # never let the scheduler thread die
+        log.exception("scheduled index refresh failed")
+    finally:
+        ctx.store.close()
+
+
 def start_scheduler(settings: Settings) -> BackgroundScheduler:
     try:
         trigger = CronTrigger.from_crontab(settings.maintenance.schedule, timezone=timezone.utc)
@@ -37,6 +50,9 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=timezone.utc)
     scheduler.add_job(scheduled_run, trigger, args=(settings,), id="maintenance", name="svcssl maintenance run",
                       max_instances=1, coalesce=True, misfire_grace_time=3600)
+    scheduler.add_job(scheduled_index_refresh, IntervalTrigger(seconds=REFRESH_INTERVAL, timezone=timezone.utc),
+                      args=(settings,), id="index", name="svcssl index refresh", max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(timezone.utc))  # and once right away, as the panel starts
     scheduler.start()
     job = scheduler.get_job("maintenance")
     log.info("maintenance run scheduled (%s UTC); next at %s", settings.maintenance.schedule, job.next_run_time)
