@@ -209,6 +209,147 @@ def cmd_reseller(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reseller_accounts(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.accounts import assign_accounts, split_account_names, unassign_accounts
+
+    names = split_account_names(" ".join(args.accounts))
+    if args.action == "assign":
+        result = assign_accounts(ctx, args.name, names, actor=CLI_ACTOR)
+        for account, previous in result.moved_from:
+            print(f"Account '{account}' moved from reseller '{previous}'.")
+        print(f"Reseller '{result.reseller}' now owns: {', '.join(result.changed + result.unchanged)}.")
+    else:
+        result = unassign_accounts(ctx, args.name, names, actor=CLI_ACTOR)
+        print(f"Reseller '{result.reseller}' no longer owns: {', '.join(result.changed)}.")
+    return EXIT_OK
+
+
+def _certificate_json(c) -> dict[str, Any]:
+    return {"id": c.id, "account": c.owner or None, "path": c.path, "fingerprint": c.fingerprint,
+            "domains": list(c.domains), "issuer": c.issuer_label, "issuer.organizationName": c.issuer_org,
+            "not_before": int(c.not_before.timestamp()), "not_after": int(c.not_after.timestamp()),
+            "is_self_signed": int(c.is_self_signed), "key_algorithm": c.key_algorithm,
+            "modulus_length": c.key_size if c.key_algorithm == "rsaEncryption" else None,
+            "ecdsa_curve_name": c.ecdsa_curve_name, "signature_algorithm": c.signature_algorithm,
+            "has_key": c.has_key, "reference": c.reference}
+
+
+def _refresh_first(ctx: Context) -> None:
+    from .operations.browse import MIN_INTERVAL, refresh_index
+
+    refresh_index(ctx, if_older_than=MIN_INTERVAL)
+
+
+def cmd_browse_accounts(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.browse import account_certificates, list_accounts
+
+    _refresh_first(ctx)
+    names = [args.user] if args.user else [a.name for a in list_accounts(ctx, None, limit=1_000_000).accounts]
+    listings = [account_certificates(ctx, None, name) for name in names]
+    if args.json:
+        print(json.dumps({"accounts": [{
+            "account": listing.account, "owner": listing.owner,
+            "certificates": [_certificate_json(c) for c in listing.certificates],
+            "problems": [{"path": p.path, "problem": p.message} for p in listing.problems],
+            "keys_without_certificate": list(listing.keys_without_certificate)} for listing in listings]}, indent=2))
+        return EXIT_OK
+    now = ctx.now()
+    rows = [["ACCOUNT", "ID", "DOMAINS", "ISSUER", "EXPIRES", "KEY", "FLAGS"]]
+    for listing in listings:
+        for c in listing.certificates:
+            rows.append([listing.account, c.id, ", ".join(c.domains), c.issuer_label,
+                         f"{c.not_after:%Y-%m-%d} ({c.days_left(now)} days)", "yes" if c.has_key else "missing",
+                         "self-signed" if c.is_self_signed else ""])
+    if len(rows) > 1:
+        _print_table(rows)
+    else:
+        print("No certificates in " + (f"the SSL storage of '{args.user}'." if args.user else "any account's SSL storage."))
+    for listing in listings:
+        for problem in listing.problems:
+            print(f"problem: {problem.path}: {problem.message}", file=sys.stderr)
+        for path in listing.keys_without_certificate:
+            print(f"note: {path}: a key no certificate of '{listing.account}' matches", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_browse_apache(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.browse import list_vhosts
+
+    _refresh_first(ctx)
+    listing = list_vhosts(ctx, None)
+    if args.json:
+        print(json.dumps({"config_file": listing.config_file, "vhosts": [{
+            "servername": v.servername, "domains": list(v.domains), "addresses": list(v.addresses), "ip": v.ip,
+            "port": v.port, "docroot": v.docroot, "user": v.user, "config_file": v.config_file, "line": v.line,
+            "certificate_file": v.cert_path, "key_file": v.key_path, "chain_file": v.chain_path,
+            "certificate": _certificate_json(v.certificate) if v.certificate else None, "problem": v.problem}
+            for v in listing.vhosts], "problems": list(listing.problems)}, indent=2))
+        return EXIT_OK
+    print(f"Apache configuration: {listing.config_file or 'none found'}")
+    now = ctx.now()
+    rows = [["SERVERNAME", "ADDRESS", "DOMAINS", "EXPIRES", "ISSUER", "KEY", "CERTIFICATE FILE"]]
+    for v in listing.vhosts:
+        c = v.certificate
+        rows.append([v.servername or "-", " ".join(v.addresses), ", ".join(v.domains) or "-",
+                     f"{c.not_after:%Y-%m-%d} ({c.days_left(now)} days)" if c else f"unusable: {v.problem}",
+                     (c.issuer_label + (" (self-signed)" if c.is_self_signed else "")) if c else "-",
+                     ("yes" if c.has_key else "missing") if c else "-", v.cert_path])
+    if len(rows) > 1:
+        _print_table(rows)
+    else:
+        print("No SSL virtual hosts.")
+    for problem in listing.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_autofill(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.autofill import autofill_certificate
+
+    crt = read_bounded(args.cert, ctx.settings.limits.max_input_bytes, "crt")
+    _refresh_first(ctx)
+    choice = autofill_certificate(ctx, None, crt)
+    info = choice.info
+    if args.json:
+        print(json.dumps({
+            "fingerprint": info.fingerprint, "domains": list(info.domains),
+            "key_origin": choice.key.path if choice.key else None,
+            "key_store": choice.key.store if choice.key else None,
+            "key_account": (choice.key.owner or None) if choice.key else None,
+            "key_source": choice.key.reference if choice.key else None,
+            "cabundle": choice.cabundle_pem, "chain": [c.subject_cn for c in choice.chain],
+            "chain_complete": choice.chain_complete, "missing": list(choice.missing), "notes": list(choice.notes),
+        }, indent=2))
+    else:
+        print(f"Certificate:  {', '.join(info.domains)} (until {info.not_after:%Y-%m-%d}), {info.fingerprint}")
+        print(f"Private key:  {choice.key.origin}" if choice.key else "Private key:  not found")
+        labels = ", ".join(c.subject_cn or c.fingerprint[:16] for c in choice.chain)
+        print(f"CA bundle:    {len(choice.chain)} certificate{'s' if len(choice.chain) != 1 else ''}"
+              + (f" ({labels})" if labels else ""))
+        for message in choice.missing:
+            print(f"Missing:      {message}")
+        for note in choice.notes:
+            print(f"Note:         {note}")
+        if choice.cabundle_pem:
+            print(choice.cabundle_pem, end="")
+    return EXIT_OK if not choice.missing else EXIT_FAILED
+
+
+def cmd_discovery_refresh(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.browse import refresh_index
+
+    report = refresh_index(ctx)
+    if report is None:
+        print("Another refresh of the index is running.", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"Index refreshed in {report.seconds:.2f} s: {report.files} files, {report.parsed} read, "
+              f"{report.unchanged} unchanged, {report.removed} removed, {report.problems} with problems.")
+    return EXIT_OK
+
+
 def cmd_maintenance_run(ctx: Context, args: argparse.Namespace) -> int:
     from .maintenance.run import run_maintenance
 
@@ -405,6 +546,33 @@ def build_parser() -> argparse.ArgumentParser:
         q = reseller_sub.add_parser(action, help=f"{action} the service-SSL privilege")
         q.add_argument("name")
         q.set_defaults(func=cmd_reseller, action=action)
+    for action, text in (("assign", "give hosting accounts to a reseller (it browses only its own)"),
+                         ("unassign", "take hosting accounts back from a reseller")):
+        q = reseller_sub.add_parser(action, help=text)
+        q.add_argument("name")
+        q.add_argument("accounts", nargs="+", metavar="USER")
+        q.set_defaults(func=cmd_reseller_accounts, action=action)
+
+    p = sub.add_parser("browse", help="certificates in the accounts' SSL storage and Apache's SSL virtual hosts")
+    browse_sub = p.add_subparsers(dest="browse_command", required=True, metavar="WHAT")
+    q = browse_sub.add_parser("accounts", help="the accounts' SSL storage (certificates, keys, problems)")
+    q.add_argument("--user", metavar="USER", help="one account")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_browse_accounts)
+    q = browse_sub.add_parser("apache", help="Apache's SSL virtual hosts")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_browse_apache)
+
+    p = sub.add_parser("autofill", help="find a certificate's private key and CA bundle on this server")
+    p.add_argument("--cert", required=True, metavar="FILE", help="the certificate (PEM or DER)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_autofill)
+
+    p = sub.add_parser("discovery", help="the index of certificate and key files")
+    discovery_sub = p.add_subparsers(dest="discovery_command", required=True, metavar="ACTION")
+    q = discovery_sub.add_parser("refresh", help="refresh the index now (a stat per file; changed files are read)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_discovery_refresh)
     return parser
 
 
