@@ -26,6 +26,7 @@ class InstallForm(FlaskForm):
     key = TextAreaField("Private key")
     key_file = FileField("or upload a private key file")
     key_ref = HiddenField()
+    key_source = HiddenField()  # store:owner:spki of a key found by Browse or Autofill (resolved on the server)
     cabundle = TextAreaField("Certificate Authority bundle (optional)")
     cabundle_file = FileField("or upload a CA bundle file")
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from ..errors import InputError
+from ..errors import AccessDeniedError, InputError
+from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
+from ..operations.browse import parse_reference
 from ..operations.install import install_certificate
 from ..operations.inventory import expiry_class, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
-from ..x509.encode import certificate_pem, chain_pem
+from ..x509.encode import certificate_pem, chain_pem, key_pem
 from .auth import current_user, service_ssl_required
 from .context import context, service_statuses
 from .forms import ConfirmForm, InstallForm
@@ -20,7 +23,9 @@ from .timeline import timeline_for
 bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
 
 PAGE = "/manageservicecrts"
-FIELD_OF_ERROR = {"crt": "crt", "key": "key", "cabundle": "cabundle", "password": "password", "service": "services"}
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----\s*|$)", re.S)
+FIELD_OF_ERROR = {"crt": "crt", "key": "key", "cabundle": "cabundle", "password": "password", "service": "services",
+                  "key_source": "key"}
 
 
 def _actor() -> str:
@@ -93,6 +98,46 @@ def _apply_source(form: InstallForm, source: str) -> str:
     return source
 
 
+def _render_install(form: InstallForm, status: int = 200, **extra):
+    """The install form; a private key is never sent back to the browser (the key field is emptied)."""
+    if form.key.data and form.key.data.strip():
+        form.key.data = ""
+        extra.setdefault("key_cleared", True)
+    if form.crt.data and "PRIVATE KEY" in form.crt.data:
+        form.crt.data = _PEM_KEY.sub("", form.crt.data)
+        extra.setdefault("key_cleared", True)
+    source = form.key_source.data or None
+    extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
+    extra.setdefault("apply_from", None)
+    return render_template("service_ssl/install.html", form=form, **extra), status
+
+
+def _key_source_origin(reference: str) -> str | None:
+    try:
+        store, owner, _ = parse_reference(reference, "key")
+    except InputError:
+        return None
+    return {"account": f"the SSL storage of account {owner}", "apache": "Apache's files",
+            "service": "a service's files"}.get(store)
+
+
+def _fill_from_choice(form: InstallForm, choice: CertificateChoice, *, keep_cabundle: bytes | None = None) -> None:
+    form.crt.data = choice.certificate_pem
+    if choice.cabundle_pem or keep_cabundle is None:
+        form.cabundle.data = choice.cabundle_pem
+    form.key_source.data = choice.key.reference if choice.key else ""
+    form.key_ref.data = ""
+
+
+def _field_error(form: InstallForm, exc: InputError) -> str | None:
+    """Attach the message to its field; return it as the form's message when no field fits."""
+    field = getattr(form, FIELD_OF_ERROR.get(exc.field or "", ""), None) if exc.field else None
+    if field is not None:
+        field.errors = list(field.errors) + [exc.message]
+        return None
+    return exc.message
+
+
 @bp.route(PAGE + "/install", methods=["GET", "POST"])
 @service_ssl_required
 def install():
@@ -109,13 +154,37 @@ def install():
             except InputError as exc:
                 flash(exc.message, "error")
                 return redirect(url_for(".index"))
-        return render_template("service_ssl/install.html", form=form, apply_from=apply_from)
+        use = request.args.get("use")
+        if use:
+            try:
+                choice = use_certificate(ctx, current_user(), use)
+            except AccessDeniedError as exc:
+                abort(403, exc.message)
+            except InputError as exc:
+                return _render_install(form, 400, form_error=exc.message)
+            _fill_from_choice(form, choice)
+            return _render_install(form, choice=choice)
+        return _render_install(form, apply_from=apply_from)
 
     if not form.validate_on_submit():
-        return render_template("service_ssl/install.html", form=form, apply_from=None,
-                               form_error="The form expired or was not sent from this page. Try again."), 400
+        return _render_install(form, 400, form_error="The form expired or was not sent from this page. Try again.")
+    action = request.form.get("action") or "install"
+    if action in ("browse_account", "browse_apache"):
+        target = ".account" if action == "browse_account" else ".apache"
+        return redirect(url_for("browse" + target, service=form.services.data or []), code=303)
     apply_from = request.form.get("apply_from") or None
     limit = ctx.settings.limits.max_input_bytes
+    if action == "autofill":
+        try:
+            crt = _read_field(form, "crt", "crt_file", limit)
+            cabundle = _read_field(form, "cabundle", "cabundle_file", limit)
+            if crt is None:
+                raise InputError("Paste a certificate or choose a certificate file, then Autofill.", field="crt")
+            choice = autofill_certificate(ctx, current_user(), crt)
+        except InputError as exc:
+            return _render_install(form, 400, form_error=_field_error(form, exc))
+        _fill_from_choice(form, choice, keep_cabundle=cabundle)
+        return _render_install(form, choice=choice, autofilled=True)
     try:
         crt = _read_field(form, "crt", "crt_file", limit)
         key = _read_field(form, "key", "key_file", limit)
@@ -123,17 +192,12 @@ def install():
         password = form.password.data.encode() if form.password.data else None
         if crt is None:
             raise InputError("Paste a certificate or choose a certificate file.", field="crt")
+        if key is None and form.key_source.data:
+            key = key_pem(load_key(ctx, current_user(), form.key_source.data))
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
                                                  actor=_actor(), key_ref=form.key_ref.data or None)
     except InputError as exc:
-        field = getattr(form, FIELD_OF_ERROR.get(exc.field or "", ""), None) if exc.field else None
-        if field is not None:
-            field.errors = list(field.errors) + [exc.message]
-            form_error = None
-        else:
-            form_error = exc.message
-        return render_template("service_ssl/install.html", form=form, apply_from=apply_from,
-                               form_error=form_error), 400
+        return _render_install(form, 400, apply_from=apply_from, form_error=_field_error(form, exc))
     current_app.extensions["svcssl"].live.forget()
     return render_template("service_ssl/results.html", outcomes=outcomes, warnings=prepared.warnings,
                            info=prepared.bundle.info, now=ctx.now(), restart_form=ConfirmForm(),
