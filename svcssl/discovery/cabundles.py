@@ -119,6 +119,8 @@ class AiaFetcher:
             request = urllib.request.Request(url, headers={"User-Agent": "svcssl"})
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
                 data = response.read(self.max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            return [], f"downloading {url} failed: HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             return [], f"downloading {url} failed: {reason}"
