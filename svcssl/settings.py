@@ -202,7 +202,7 @@ _TOP_KEYS = ("server", "certificates", "limits", "deploy", "acme", "dns", "notif
              "accounts", "apache", "cabundles")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings", dict: "a table"}
 
 _DEFAULT_DESCRIPTIONS = {
     "cpanel": "Calendar, Contacts, cPanel, WHM and Webmail (the panel itself)",

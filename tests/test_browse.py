@@ -300,3 +300,10 @@ def test_cli_browse_autofill_assign_refresh(world, run_cli, tmp_path):
 
     result = run_cli("discovery", "refresh", "--json", config=config)
     assert result.code == 0 and json.loads(result.out)["parsed"] == 0
+
+
+def test_the_account_a_choice_belongs_to(ctx, world):
+    root = user(ctx, "root")
+    assert use_certificate(ctx, root, f"apache::{fingerprint(world.certs['store'][0])}").account == "dave"
+    assert autofill_certificate(ctx, root, pki.pem(world.certs["shop"][0])).account == "carol"
+    assert autofill_certificate(ctx, root, pki.pem(world.certs["snakeoil"][0])).account is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -78,3 +79,24 @@ def test_example_config_documents_every_key_and_loads():
         for key in table:
             assert f"{key} =" in text, f"config.example.toml does not document '{key}'"
     tomllib.loads(text)
+
+
+def test_discovery_settings_defaults_and_refusals(tmp_path):
+    settings = build_settings({}, base_dir=tmp_path)
+    assert settings.accounts.home_root == Path("/home")
+    assert settings.apache.config_file is None
+    assert settings.apache.candidates() == (Path("/etc/apache2/apache2.conf"), Path("/etc/httpd/conf/httpd.conf"))
+    assert settings.cabundles.dirs == () and settings.cabundles.aia_fetch is False
+    settings = build_settings({"server": {"state_dir": str(tmp_path)}, "accounts": {"home_root": "/srv/home"},
+                               "apache": {"config_file": "/opt/httpd.conf"},
+                               "cabundles": {"dirs": ["/etc/svcssl/ca", "ca"], "aia_fetch": True}}, base_dir=tmp_path)
+    assert settings.accounts.home_root == Path("/srv/home")
+    assert settings.apache.candidates() == (Path("/opt/httpd.conf"),)
+    assert settings.cabundles.dirs == (Path("/etc/svcssl/ca"), tmp_path / "ca") and settings.cabundles.aia_fetch
+    for doc, message in (({"accounts": {"home_root": 3}}, "'accounts.home_root' must be a string"),
+                         ({"accounts": {"home": "/x"}}, "'accounts.home'"),
+                         ({"cabundles": {"aia_fetch": "yes"}}, "'cabundles.aia_fetch' must be true or false"),
+                         ({"cabundles": {"dirs": "/etc/ca"}}, "'cabundles.dirs' must be a list of strings"),
+                         ({"apache": ["x"]}, "'apache' must be a table")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_settings(doc, base_dir=tmp_path)

@@ -23,7 +23,7 @@ from typing import Iterator
 from cryptography import x509
 
 from ..discovery.cabundles import AiaFetcher, build_chain
-from ..discovery.index import CertificateIndex, IndexedFile, display_path
+from ..discovery.index import CertificateIndex, IndexedFile, VhostRow, display_path
 from ..errors import AccessDeniedError, InputError, InputTooLargeError, SvcsslError
 from ..x509.bundle import pick_leaf
 from ..x509.encode import certificate_pem, chain_pem, key_pem
@@ -67,6 +67,7 @@ class CertificateChoice:
     origin: str | None  # where the certificate came from; None when pasted
     missing: tuple[str, ...]  # what the user still has to supply
     notes: tuple[str, ...]
+    account: str | None = None  # the hosting account it belongs to (its storage, its vhost's user, its key's)
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -179,7 +180,8 @@ def _no_key_message(vis: Visibility) -> str:
 
 
 def complete(ctx: Context, vis: Visibility, leaf: x509.Certificate, *, given: tuple[x509.Certificate, ...] = (),
-             origin: str | None = None, prefer: tuple[str, str] | None = None) -> CertificateChoice:
+             origin: str | None = None, prefer: tuple[str, str] | None = None,
+             account: str | None = None) -> CertificateChoice:
     """Find the key and CA bundle of ``leaf``; ``given`` are certificates to try first as its chain."""
     info = describe(leaf)
     key, others = find_key(ctx, vis, info.spki_sha256, prefer)
@@ -198,7 +200,8 @@ def complete(ctx: Context, vis: Visibility, leaf: x509.Certificate, *, given: tu
     return CertificateChoice(
         info=info, certificate_pem=certificate_pem(leaf).decode(), cabundle_pem=chain_pem(result.chain).decode(),
         chain=tuple(describe(c) for c in result.chain), chain_complete=result.complete, key=key, other_keys=others,
-        origin=origin, missing=tuple(missing), notes=tuple(notes))
+        origin=origin, missing=tuple(missing), notes=tuple(notes),
+        account=account or (key.owner if key is not None and key.store == "account" else None))
 
 
 # --- the use cases -------------------------------------------------------------------------------
@@ -229,8 +232,7 @@ def _certificate_in(ctx: Context, file: IndexedFile, fingerprint: str) -> tuple[
     return leaf, tuple(c for c in certificates if c is not leaf)
 
 
-def _chain_file_certificates(ctx: Context, fingerprint: str) -> tuple[x509.Certificate, ...]:
-    vhost = vhost_for_certificate(ctx, fingerprint)
+def _chain_file_certificates(ctx: Context, vhost: VhostRow | None) -> tuple[x509.Certificate, ...]:
     if vhost is None or vhost.chain_file is None:
         return ()
     file = IndexedFile(0, vhost.chain_file, "apache", "", None)
@@ -255,10 +257,13 @@ def use_certificate(ctx: Context, user: PanelUser | None, reference: str) -> Cer
         if found is None:
             continue
         leaf, others = found
+        account = owner or None
         if store == "apache":
-            others += _chain_file_certificates(ctx, fingerprint)
+            vhost = vhost_for_certificate(ctx, fingerprint)
+            others += _chain_file_certificates(ctx, vhost)
+            account = vhost.user if vhost is not None else None
         return complete(ctx, vis, leaf, given=others, origin=origin_of(store, owner, row.file.path),
-                        prefer=(store, owner))
+                        prefer=(store, owner), account=account)
     raise InputError("That certificate is no longer where it was found (the file changed or was removed): "
                      "browse again.", field="crt")
 

@@ -438,10 +438,6 @@ class VhostEntry:
     certificate: StoredCertificate | None
     problem: str | None  # why the certificate cannot be used
 
-    @property
-    def id(self) -> str:
-        return self.certificate.fingerprint if self.certificate else ""
-
 
 @dataclass(frozen=True)
 class ApacheListing:
