@@ -307,3 +307,18 @@ def test_the_account_a_choice_belongs_to(ctx, world):
     assert use_certificate(ctx, root, f"apache::{fingerprint(world.certs['store'][0])}").account == "dave"
     assert autofill_certificate(ctx, root, pki.pem(world.certs["shop"][0])).account == "carol"
     assert autofill_certificate(ctx, root, pki.pem(world.certs["snakeoil"][0])).account is None
+
+
+def test_apache_files_that_cannot_be_used_are_shown_per_vhost(ctx, world):
+    ssl = world.apache_config.parent.parent / "ssl"
+    (ssl / "store.pem").unlink()
+    (ssl / "store.pem").mkdir()  # a directory where the certificate file should be
+    (ssl / "ssl-cert-snakeoil.pem").unlink()
+    os.symlink(ssl / "nowhere.pem", ssl / "ssl-cert-snakeoil.pem")  # a dangling link
+    browse.refresh_index(ctx)
+    by_name = {v.servername: v for v in browse.list_vhosts(ctx, user(ctx, "root")).vhosts}
+    assert by_name["www.store.example"].certificate is None
+    assert by_name["www.store.example"].problem == "not a regular file"
+    assert by_name[None].problem == "cannot read: No such file or directory"
+    problems = browse.list_vhosts(ctx, user(ctx, "root")).problems
+    assert any("store.pem: not a regular file" in p for p in problems)

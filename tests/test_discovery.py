@@ -134,7 +134,8 @@ def test_loops_binary_dangling_and_undecodable_files(tmp_path):
     conf_d = etc / "conf.d"
     write(conf_d / "00-good.conf", vhost("good.example"))
     write(conf_d / "10-binary.conf", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + bytes(range(256)))
-    write(conf_d / "20-latin1.conf", "# caf\xe9 (Latin-1, not UTF-8)\n".encode("latin-1") + vhost("latin.example").encode())
+    write(conf_d / "20-latin1.conf", "# caf\xe9 (Latin-1, not UTF-8)\n".encode("latin-1")
+          + vhost("latin.example", "/ssl/caf\xe9.pem").encode("latin-1"))
     os.symlink(tmp_path / "gone.conf", conf_d / "30-dangling.conf")
     os.symlink(conf_d / "41-loop.conf", conf_d / "40-loop.conf")
     os.symlink(conf_d / "40-loop.conf", conf_d / "41-loop.conf")
@@ -168,6 +169,8 @@ def test_loops_binary_dangling_and_undecodable_files(tmp_path):
     assert "70-stray.conf:1: </directory> has no opening <directory> in this file" in text
     assert "70-stray.conf:2: the variable ${NOT_DEFINED} is not defined" in text
     assert "\\xe9" not in text and "latin.example" in names
+    latin = next(v for v in result.vhosts if v.servername == "latin.example")
+    assert os.fsencode(latin.cert_files[0]) == b"/ssl/caf\xe9.pem"  # the bytes of the file name, as httpd opens it
 
 
 def test_define_ifdefine_iffile_macro_and_inherited_certificate(tmp_path):
@@ -259,6 +262,7 @@ def test_account_storage_is_read_without_following_links(tmp_path):
     write_account(home, "erin")
     (home / "erin/ssl/certs").rmdir()
     os.mkfifo(home / "erin/ssl/certs")  # a FIFO where a directory is expected: never opened for reading
+    (home / "carol/ssl/certs/directory.crt").mkdir()  # a directory where a file is expected
     (home / "frank").mkdir()  # no SSL storage
     (home / "lost+found").mkdir()  # not an account name
     os.symlink(home / "carol", home / "mallory")  # a home that is a link: not an account
@@ -266,7 +270,8 @@ def test_account_storage_is_read_without_following_links(tmp_path):
     scans = {s.account: s for s in scan_accounts(home, 1 << 20)}
     assert set(scans) == {"carol", "dave", "erin", "frank"}
     carol = {os.path.basename(f.path): f for f in scans["carol"].files}
-    assert set(carol) == {b"shop.crt", b"passwd.crt", b"shop.key"}
+    assert set(carol) == {b"shop.crt", b"passwd.crt", b"shop.key", b"directory.crt"}
+    assert carol[b"directory.crt"].problem == "not a regular file"
     assert carol[b"passwd.crt"].problem == "a symbolic link: links in an account's SSL storage are not followed"
     assert carol[b"shop.crt"].problem is None and carol[b"shop.crt"].read() == pki.pem(leaf)
     assert scans["dave"].files == () and "ssl/keys: a symbolic link or not a directory" in scans["dave"].problem
