@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
         response.headers["Referrer-Policy"] = "same-origin"
         if request.is_secure:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        if response.mimetype == "text/html":
+        if request.endpoint != "static":  # pages and API answers (some carry private keys) are never cached
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -131,8 +131,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     @app.errorhandler(413)
     def too_large(exc):
         limit = settings.limits.max_input_bytes
-        return error_page(413, f"The upload is too large: each certificate, key or CA bundle may be at most "
-                               f"{limit:,} bytes.")
+        return error_page(413, f"The request is too large (too big, or too many parts): a certificate, key or "
+                               f"CA bundle may be at most {limit:,} bytes each.")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

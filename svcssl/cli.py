@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -167,7 +168,7 @@ def cmd_install(ctx: Context, args: argparse.Namespace) -> int:
     crt = read_bounded(args.cert, limit, "crt")
     key = read_bounded(args.key, limit, "key") if args.key else None
     cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
-    password = read_bounded(args.password_file, 4096, "password").rstrip(b"\r\n") if args.password_file else None
+    password = read_bounded(args.password_file, 4096, "password", "a password").rstrip(b"\r\n") if args.password_file else None
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -183,7 +184,7 @@ def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _read_password(path: str) -> str:
-    data = read_bounded(path, 4096, "password").rstrip(b"\r\n")
+    data = read_bounded(path, 4096, "password", "a password").rstrip(b"\r\n")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -460,6 +461,16 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("between 1 and 1000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svcssl", description="Keep the TLS certificates of this server's services valid.")
     parser.add_argument("--config", help="TOML configuration file (default: $SVCSSL_CONFIG, else the embedded default)")
@@ -511,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_maintenance_run)
     q = maintenance_sub.add_parser("status", help="touch files, schedule and the last runs")
     q.add_argument("--json", action="store_true")
-    q.add_argument("--limit", type=int, default=10)
+    q.add_argument("--limit", type=_run_count, default=10, help="how many runs (1-1000)")
     q.set_defaults(func=cmd_maintenance_status)
 
     p = sub.add_parser("token", help="API tokens for the WHM-compatible JSON API")
@@ -594,6 +605,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SvcsslError as exc:
         print(f"svcssl: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("svcssl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `svcssl list | head`: the reader is gone, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -133,18 +133,15 @@ def file_lock(path: Path, timeout: float = 120.0) -> Iterator[None]:
         os.close(fd)
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int, field: str | None = None) -> bytes:
-    """Read a user-named input file, refusing files over ``limit`` bytes with a clear message."""
+def read_bounded(path: str | os.PathLike[str], limit: int, field: str | None = None, what: str = "certificate input") -> bytes:
+    """Read a user-named input file: a regular file of at most ``limit`` bytes, else a clear InputError."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        return read_regular(path, limit)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise InputTooLargeError(f"{os.fspath(path)} is larger than the {limit:,}-byte limit for {what}",
+                                     field=field) from None
         raise InputError(f"cannot read {os.fspath(path)}: {exc.strerror}", field=field) from None
-    if len(data) > limit:
-        raise InputTooLargeError(
-            f"{os.fspath(path)} is larger than the {limit:,}-byte limit for certificate input", field=field
-        )
-    return data
 
 
 def read_regular(path: str | bytes | os.PathLike, limit: int, *, follow: bool = True, dir_fd: int | None = None) -> bytes:

@@ -19,11 +19,13 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .fsutil import read_regular
 
 SERVICE_KINDS = ("panel", "dovecot", "exim", "pure-ftpd", "apns", "generic")
 PROBE_PROTOCOLS = ("tls", "smtp-starttls", "imap-starttls", "pop3-starttls", "ftp-auth-tls")
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 ENV_CONFIG = "SVCSSL_CONFIG"
+CONFIG_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -456,7 +458,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, environ: Mappin
         return build_settings({}, base_dir=Path.cwd())
     config_path = Path(path)
     try:
-        raw = config_path.read_bytes()
+        raw = read_regular(config_path, CONFIG_LIMIT)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from None
     try:

@@ -308,3 +308,13 @@ def test_certbot_deploy_hook_installs_the_renewed_certificate(server, tmp_path):
     bad = subprocess.run(["bash", str(REPO_ROOT / "contrib/certbot-deploy-hook.sh")], env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1 and "Unknown service" in bad.stderr
+
+
+def test_nested_dotted_filter_and_no_caching(server, root):
+    response = root.call("fetch_service_ssl_components", **{
+        "api.filter.enable": "1", "api.filter.a.field": "certificate_info.issuer.commonName",
+        "api.filter.a.type": "contains", "api.filter.a.arg0": "Test Intermediate"})
+    body = ok(response)
+    assert response.headers["Cache-Control"] == "no-store"  # it carries private keys
+    assert body["data"]["services"] and all(s["certificate_info"]["issuer.commonName"] == "Test Intermediate 0"
+                                            for s in body["data"]["services"])

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pki
 from conftest import tree_state, write_config
 
@@ -234,3 +236,19 @@ def test_token_create_list_revoke(run_cli, simple_config, tmp_path):
     missing = run_cli("token", "revoke", "nope", config=simple_config)
     assert missing.code == 2 and "no API token named 'nope'" in missing.err
     assert run_cli("token", "create", "nobody", config=simple_config).code == 2
+
+
+def test_odd_files_never_hang_or_trace(run_cli, simple_config, tmp_path):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["install", "ftp", "--cert", str(fifo)], ["install", "ftp", "--cert", str(tmp_path)],
+                 ["user", "add", "x", "--password-file", str(fifo)]):
+        result = run_cli(*args, config=simple_config)
+        assert result.code == 2 and "cannot read" in result.err and "Traceback" not in result.err, args
+    zero = run_cli("list", config=Path("/dev/zero"))
+    assert zero.code == 2 and "configuration" in zero.err
+    assert run_cli("list", config=fifo).code == 2
+    with pytest.raises(SystemExit) as caught:
+        run_cli("maintenance", "status", "--limit", "99999999999999999999999", config=simple_config)
+    assert caught.value.code == 2

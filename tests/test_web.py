@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from urllib.parse import quote
 from datetime import timedelta
 
 import pytest
@@ -437,3 +438,52 @@ def test_tokens_page_creates_shows_once_and_revokes(root, app, panel):
     bob = new_client(app)
     login(bob, "bob", BOB_PASSWORD)
     assert bob.get("/scripts/tokens").status_code == 403
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.com", "//evil.com", "/\\evil.com", "https://evil.com/", "/\n",
+                                    "/\r\nSet-Cookie: x=1"])
+def test_login_next_never_leaves_the_site(app, target):
+    client = new_client(app)
+    page = client.get("/login")
+    response = client.post("/login?next=" + quote(target, safe=""), data={
+        "username": "root", "password": ROOT_PASSWORD, "csrf_token": csrf_token(page.text)})
+    assert response.status_code == 302 and response.location == "/"
+
+
+def test_a_key_pasted_in_the_ca_bundle_is_not_sent_back(root, panel):
+    leaf, key, crt, key_pem, chain = bundle()
+    response = install(root, ["ftp"], crt, key_pem, chain + key_pem)
+    assert response.status_code == 400 and "PRIVATE KEY" not in response.text
+
+
+def test_failed_logins_for_made_up_names_are_throttled_per_address_and_kept_out_of_the_audit_page(app, root):
+    client = new_client(app)
+    statuses = [login(client, f"nobody{i}", "wrong-password").status_code for i in range(21)]
+    assert statuses[:19] == [401] * 19 and statuses[-1] == 429
+    audit = root.get("/scripts/audit").text
+    assert "nobody" not in audit
+    elsewhere = new_client(app)
+    elsewhere.environ_base["REMOTE_ADDR"] = "127.0.0.2"  # this address is not locked out
+    assert login(elsewhere, "root", "wrong-password").status_code == 401
+    assert "nobody" not in root.get("/scripts/audit").text
+    assert ">failed<" in root.get("/scripts/audit?logins=1").text
+
+
+def test_token_expiry_out_of_range_is_a_400(root):
+    page = root.get("/scripts/tokens")
+    response = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "bob",
+                                                  "expires_days": "9" * 400})
+    assert response.status_code == 400 and "Between 1 and 3650 days." in response.text
+    response = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "bob",
+                                                  "expires_days": "9999"})
+    assert response.status_code == 400 and "1 to 3650 days" in response.text
+
+
+def test_pages_are_not_cached_but_static_files_may_be(root):
+    assert root.get(PAGE).headers["Cache-Control"] == "no-store"
+    assert "no-store" not in root.get("/static/svcssl.css").headers.get("Cache-Control", "")
+
+
+def test_only_root_restarts_the_panel(bob):
+    page = bob.get(PAGE)
+    assert bob.post("/scripts2/restart_panel", data={"csrf_token": csrf_token(page.text)}).status_code == 403

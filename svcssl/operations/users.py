@@ -23,6 +23,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 THROTTLE_FAILURES = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LOCK = timedelta(minutes=15)
+THROTTLE_ADDRESS_FAILURES = 20  # per address, whatever the user names: guessing many names is throttled too
 
 
 class LoginError(SvcsslError):
@@ -150,15 +151,32 @@ def ensure_root(ctx: Context) -> str | None:
     return password
 
 
+def _locked_message(failures: LoginFailures, now) -> str:
+    minutes = max(1, int((failures.locked_until - now).total_seconds() // 60) + 1)
+    return f"Too many failed logins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
+
+
+def _count_failure(ctx: Context, key: str, failures: LoginFailures | None, limit: int, now) -> bool:
+    """Record one more failure under ``key``; True when that locks it."""
+    if failures is None or now - failures.first_at > THROTTLE_WINDOW:
+        failures = LoginFailures(0, now, None)
+    count = failures.failures + 1
+    locked = now + THROTTLE_LOCK if count >= limit else None
+    ctx.store.set_login_failures(key, LoginFailures(count, failures.first_at, locked))
+    return locked is not None
+
+
 def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUser:
-    """Check a login; throttle after repeated failures per user name and address."""
+    """Check a login; throttle repeated failures per user name and address, and per address alone."""
     global _DUMMY_HASH
     now = ctx.now()
     key = f"{name.lower()[:64]}|{remote}"
+    address_key = f"*|{remote}"
     failures = ctx.store.login_failures(key)
-    if failures and failures.locked_until and failures.locked_until > now:
-        minutes = max(1, int((failures.locked_until - now).total_seconds() // 60) + 1)
-        raise LoginThrottled(f"Too many failed logins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again.")
+    address_failures = ctx.store.login_failures(address_key)
+    for record in (failures, address_failures):
+        if record and record.locked_until and record.locked_until > now:
+            raise LoginThrottled(_locked_message(record, now))
     record = ctx.store.get_user(name) if len(password) <= MAX_PASSWORD else None
     if record is None:
         _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
@@ -170,12 +188,11 @@ def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUs
         if failures:
             ctx.store.set_login_failures(key, None)
         return _panel_user(record)
-    if failures is None or now - failures.first_at > THROTTLE_WINDOW:
-        failures = LoginFailures(0, now, None)
-    count = failures.failures + 1
-    locked = now + THROTTLE_LOCK if count >= THROTTLE_FAILURES else None
-    ctx.store.set_login_failures(key, LoginFailures(count, failures.first_at, locked))
-    ctx.store.add_audit(AuditEntry(now, name[:64] or "-", "login", None, None, None, "failed", f"from {remote}"))
+    ctx.store.prune_login_failures(now - THROTTLE_WINDOW - THROTTLE_LOCK)
+    locked = _count_failure(ctx, key, failures, THROTTLE_FAILURES, now)
+    locked = _count_failure(ctx, address_key, address_failures, THROTTLE_ADDRESS_FAILURES, now) or locked
+    if record is not None:  # failures for names that do not exist are throttled, not written to the audit log
+        ctx.store.add_audit(AuditEntry(now, name, "login", None, None, None, "failed", f"from {remote}"))
     if locked:
         raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.")
     raise LoginError("The user name or password is wrong.")

@@ -242,11 +242,13 @@ class Store:
              entry.new_fingerprint, entry.outcome, entry.detail),
         )
 
-    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+    def audit_entries(self, limit: int = 100, offset: int = 0, *, without_actions: tuple[str, ...] = ()) -> list[AuditEntry]:
+        """Newest first; ``without_actions`` leaves those actions out (e.g. failed logins)."""
+        where = f" WHERE action NOT IN ({','.join('?' * len(without_actions))})" if without_actions else ""
         rows = self._db.execute(
             "SELECT at, actor, action, service, old_fingerprint, new_fingerprint, outcome, detail"
-            " FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,),
+            f" FROM audit{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*without_actions, limit, offset),
         )
         return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]
 
@@ -295,6 +297,11 @@ class Store:
                 (key, record.failures, _ts(record.first_at),
                  _ts(record.locked_until) if record.locked_until else None),
             )
+
+    def prune_login_failures(self, before: datetime) -> None:
+        """Forget failure counts whose window and lock are both over."""
+        self._db.execute("DELETE FROM login_failures WHERE first_at < ? AND (locked_until IS NULL OR locked_until < ?)",
+                         (_ts(before), _ts(before)))
 
     # --- the panel's session secret ----------------------------------------
     def session_secret(self) -> bytes:

@@ -250,15 +250,21 @@ def _compare(kind: str, value: Any, arg: str) -> bool:
 FILTER_TYPES = ("eq", "==", "ne", "!=", "contains", "begins", "ends", "lt", "gt", "lt_equal", "gt_equal")
 
 
-def _field(row: dict, name: str) -> Any:
+def _field(row: Any, name: str) -> Any:
+    """A field by name; dots go one level down, and a flat key may hold dots itself (issuer.commonName)."""
+    if not isinstance(row, dict):
+        return None
     if name in row:
         return row[name]
-    value: Any = row
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+    head, sep, rest = name.partition(".")
+    while sep:
+        if head in row:
+            found = _field(row[head], rest)
+            if found is not None:
+                return found
+        more_head, sep, rest = rest.partition(".")
+        head = f"{head}.{more_head}"
+    return None
 
 
 def apply_filters(data: Any, params: MultiDict) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from urllib.parse import urlsplit
 from typing import Callable
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
@@ -66,8 +67,12 @@ def root_required(view: Callable) -> Callable:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only a path on this site: no scheme or host, no control characters (browsers drop them), no backslash."""
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(ord(c) < 32 or ord(c) == 127 for c in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("home")
 
 

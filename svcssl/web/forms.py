@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import HiddenField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms import HiddenField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
 class LoginForm(FlaskForm):
@@ -38,5 +38,5 @@ class ConfirmForm(FlaskForm):
 class TokenForm(FlaskForm):
     user = SelectField("For user", validate_choice=True)
     name = StringField("Token name (optional)", validators=[Length(max=50)])
-    expires_days = IntegerField("Expires after (days, optional)",
-                                validators=[Optional(), NumberRange(min=1, max=3650, message="Between 1 and 3650 days.")])
+    expires_days = StringField("Expires after (days, optional)",
+                               validators=[Optional(), Regexp(r"^\d{1,4}$", message="Between 1 and 3650 days.")])

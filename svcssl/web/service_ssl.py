@@ -15,7 +15,7 @@ from ..operations.inventory import expiry_class, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import current_user, service_ssl_required
+from .auth import current_user, root_required, service_ssl_required
 from .context import context, service_statuses
 from .forms import ConfirmForm, InstallForm
 from .timeline import timeline_for
@@ -103,9 +103,15 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
     if form.key.data and form.key.data.strip():
         form.key.data = ""
         extra.setdefault("key_cleared", True)
-    if form.crt.data and "PRIVATE KEY" in form.crt.data:
-        form.crt.data = _PEM_KEY.sub("", form.crt.data)
-        extra.setdefault("key_cleared", True)
+    for field in (form.crt, form.cabundle):  # a key pasted into the wrong field is not echoed either
+        if field.data and "PRIVATE KEY" in field.data:
+            field.data = _PEM_KEY.sub("", field.data)
+            extra.setdefault("key_cleared", True)
+    for field in (form.key_ref, form.key_source):  # references only: anything else is dropped, not echoed
+        if field.data and ("\n" in field.data or "PRIVATE" in field.data or len(field.data) > 512):
+            field.data = ""
+    if extra.get("apply_from") and extra["apply_from"] not in context().settings.services:
+        extra["apply_from"] = None
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
     extra.setdefault("apply_from", None)
@@ -145,7 +151,7 @@ def install():
     form = InstallForm()
     form.services.choices = _service_choices()
     apply_from = None
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         form.services.data = [s for s in request.args.getlist("service") if s in dict(form.services.choices)]
         source = request.args.get("apply_from")
         if source:
@@ -268,7 +274,7 @@ def rollback(service: str):
 
 
 @bp.route("/restart_panel", methods=["POST"])
-@service_ssl_required
+@root_required
 def restart_panel():
     form = ConfirmForm()
     if not form.validate_on_submit():

@@ -34,13 +34,13 @@ def _form() -> TokenForm:
 @root_required
 def index():
     form = _form()
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _page(form)
     if not form.validate_on_submit():
         return _page(form, 400)
     try:
-        info, secret = create_token(context(), form.user.data, form.name.data.strip() or None,
-                                    form.expires_days.data or None, actor=_actor())
+        info, secret = create_token(context(), form.user.data, (form.name.data or "").strip() or None,
+                                    int(form.expires_days.data) if form.expires_days.data else None, actor=_actor())
     except InputError as exc:
         getattr(form, exc.field if exc.field in ("name", "expires_days") else "name").errors.append(exc.message)
         return _page(form, 400)
