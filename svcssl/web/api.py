@@ -17,7 +17,10 @@ from urllib.parse import parse_qsl
 from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from ..errors import InputError, SvcsslError
+from ..errors import AccessDeniedError, InputError, SvcsslError
+from ..operations.autofill import (CertificateChoice, account_certificate_by_id, autofill_certificate, autofill_domain,
+                                   private_key_pem, vhost_choices)
+from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
 from ..operations.context import Context
 from ..operations.install import install_certificate
 from ..operations.inventory import read_installed_bundle, service_details
@@ -217,7 +220,108 @@ def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiR
     return ApiResult({"cp_security_token": f"/{cpsess}", "session": secret, "url": url, "expires": 300})
 
 
+# --- browsing the server's certificates (accounts' SSL storage, Apache) --------------------------
+
+
+def _crt_row(cert: StoredCertificate) -> dict:
+    return {
+        "id": cert.id,
+        "user": cert.owner if cert.store == "account" else None,
+        "domain": cert.domains[0] if cert.domains else "",
+        "domains": list(cert.domains),
+        "friendly_name": cert.friendly_name,
+        "is_self_signed": int(cert.is_self_signed),
+        "issuer.commonName": cert.issuer_cn,
+        "issuer.organizationName": cert.issuer_org,
+        "not_before": int(cert.not_before.timestamp()),
+        "not_after": int(cert.not_after.timestamp()),
+        "key_algorithm": cert.key_algorithm,
+        "modulus_length": cert.key_size if cert.key_algorithm == "rsaEncryption" else None,
+        "ecdsa_curve_name": cert.ecdsa_curve_name,
+        "signature_algorithm": cert.signature_algorithm,
+        "has_key": int(cert.has_key),
+    }
+
+
+def _key_of(ctx: Context, caller: Caller, choice: CertificateChoice) -> str:
+    return private_key_pem(ctx, caller.user, choice.key.reference).decode() if choice.key else ""
+
+
+def _audit_key_read(ctx: Context, caller: Caller, function: str, detail: str) -> None:
+    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, f"api {function}", None, None, None, "ok", detail))
+
+
+def listcrts(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    account = params.get("user") or None
+    return ApiResult({"crt": [_crt_row(c) for c in list_certificates(ctx, caller.user, account)]})
+
+
+def fetchcrtinfo(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    cert_id, account = params.get("id") or "", params.get("user") or ""
+    if not cert_id or not account:
+        raise ApiFailure("You must provide the certificate's id and its user.")
+    choice = account_certificate_by_id(ctx, caller.user, account, cert_id)
+    key = _key_of(ctx, caller, choice)
+    _audit_key_read(ctx, caller, "fetchcrtinfo", f"{account}/{cert_id}" + (" with its key" if key else ""))
+    return ApiResult({"certificate": choice.certificate_pem, "key": key, "cabundle": choice.cabundle_pem,
+                      "is_self_signed": int(choice.info.is_self_signed)}, warnings=list(choice.missing))
+
+
+def fetch_ssl_vhosts(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    vhosts = []
+    for vhost in list_vhosts(ctx, caller.user).vhosts:
+        vhosts.append({
+            "servername": vhost.servername, "domains": list(vhost.domains), "user": vhost.user, "ip": vhost.ip,
+            "port": vhost.port, "docroot": vhost.docroot,
+            "crt": _crt_row(vhost.certificate) if vhost.certificate else None,
+            "problem": vhost.problem,
+        })
+    return ApiResult({"vhosts": vhosts})
+
+
+def fetch_vhost_ssl_components(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    components = []
+    for vhost in vhost_choices(ctx, caller.user):
+        choice = vhost.choice
+        components.append({
+            "servername": vhost.servername,
+            "certificate": choice.certificate_pem if choice else "",
+            "certificate_id": vhost.certificate_id,
+            "key": _key_of(ctx, caller, choice) if choice else "",
+            "key_id": choice.key.id if choice and choice.key else "",
+            "cabundle": choice.cabundle_pem if choice else "",
+        })
+    _audit_key_read(ctx, caller, "fetch_vhost_ssl_components", "private keys of the SSL virtual hosts returned")
+    return ApiResult({"components": components})
+
+
+def fetchsslinfo(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
+    _require_privilege(caller)
+    crtdata, domain = _pem_param(params, "crtdata"), params.get("domain") or ""
+    if crtdata is None and not domain:
+        raise ApiFailure("No certificate data or domain supplied.")
+    choice = autofill_certificate(ctx, caller.user, crtdata) if crtdata is not None else \
+        autofill_domain(ctx, caller.user, domain)
+    key = _key_of(ctx, caller, choice)
+    if key:
+        _audit_key_read(ctx, caller, "fetchsslinfo", f"key of {', '.join(choice.info.domains)}")
+    return ApiResult({
+        "crt": choice.certificate_pem, "key": key, "cab": choice.cabundle_pem,
+        "domain": domain or (choice.info.domains[0] if choice.info.domains else ""),
+        "user": choice.account, "crt_origin": choice.origin, "key_origin": choice.key.origin if choice.key else None,
+    }, warnings=list(choice.missing))
+
+
 FUNCTIONS: dict[str, Callable[[Context, MultiDict, Caller], ApiResult]] = {
+    "listcrts": listcrts,
+    "fetchcrtinfo": fetchcrtinfo,
+    "fetch_ssl_vhosts": fetch_ssl_vhosts,
+    "fetch_vhost_ssl_components": fetch_vhost_ssl_components,
+    "fetchsslinfo": fetchsslinfo,
     "fetch_service_ssl_components": fetch_service_ssl_components,
     "install_service_ssl_certificate": install_service_ssl_certificate,
     "reset_service_ssl_certificate": reset_service_ssl_certificate,
@@ -307,6 +411,8 @@ def call(function: str, params: MultiDict, caller: Caller, *, in_batch: bool = F
         data = apply_filters(result.data, params)
     except ApiFailure as exc:
         return envelope(function, False, exc.reason), exc.status
+    except AccessDeniedError as exc:
+        return envelope(function, False, exc.message), 403
     except InputError as exc:
         return envelope(function, False, exc.message), 200
     except SvcsslError as exc:
