@@ -256,7 +256,7 @@ def test_refresh_button_runs_in_the_background(root, world, app):
     response = root.post(BROWSE + "/refresh", data={"csrf_token": csrf_token(page.text),
                                                      "next": BROWSE + "/account?user=dave"})
     assert response.status_code == 303 and response.location.endswith("/browse/account?user=dave")
-    refresher = app.extensions["svcssl"].extra["index_refresher"]
+    refresher = app.extensions["svcssl"].extra["job:index refresh"]
     import time
     deadline = time.monotonic() + 10
     while refresher.running and time.monotonic() < deadline:

@@ -9,16 +9,14 @@ reaches a page: the form gets a reference to it.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from ..errors import AccessDeniedError, InputError
 from ..operations.browse import account_certificates, index_age, indexed_at, list_accounts, list_vhosts, refresh_index
-from ..operations.context import Context, open_context
+from ..operations.context import Context
 from .auth import current_user, root_required, service_ssl_required
+from .background import BackgroundJob, background_job
 from .context import context
 from .forms import ConfirmForm
 
@@ -27,39 +25,14 @@ log = logging.getLogger(__name__)
 ACCOUNT_LIST_LIMIT = 200
 
 
-@dataclass
-class IndexRefresher:
-    """A refresh of the index started from the panel: in the background, one at a time."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    running: bool = False
-    last_error: str | None = None
-    started_at: datetime | None = None
-
-    def start(self, ctx: Context) -> bool:
-        with self.lock:
-            if self.running:
-                return False
-            self.running, self.last_error, self.started_at = True, None, ctx.now()
-        threading.Thread(target=self._run, args=(ctx,), name="svcssl-index-refresh", daemon=True).start()
-        return True
-
-    def _run(self, ctx: Context) -> None:
-        own = open_context(ctx.settings, ctx.clock)  # a store (SQLite connection) of this thread's own
-        try:
-            if refresh_index(own, lock_timeout=1.0) is None:
-                self.last_error = "Another refresh of the index was running; it brings the same result."
-        except Exception as exc:  # reported on the page and in the log, never a crash
-            log.exception("index refresh from the panel failed")
-            self.last_error = f"The refresh failed: {exc}"
-        finally:
-            own.store.close()
-            with self.lock:
-                self.running = False
+def _refresh(ctx: Context, say) -> str | None:
+    if refresh_index(ctx, lock_timeout=1.0) is None:
+        return "Another refresh of the index was running; it brings the same result."
+    return None
 
 
-def refresher() -> IndexRefresher:
-    return current_app.extensions["svcssl"].extra.setdefault("index_refresher", IndexRefresher())
+def refresher() -> BackgroundJob:
+    return background_job("index refresh")
 
 
 def _services() -> list[str]:
@@ -108,7 +81,7 @@ def apache():
 def refresh():
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired or was not sent from this page. Try again.")
-    if refresher().start(context()):
+    if refresher().start(context(), _refresh):
         flash("The index is being refreshed in the background: reload this page in a moment.", "ok")
     else:
         flash("A refresh of the index is already running.", "ok")
