@@ -25,6 +25,7 @@ import pytest
 
 import pki
 from conftest import IN_CI, require_binaries, write_config
+from servers.ports import free_port
 from panel_support import ALICE_PASSWORD, HOST, ROOT_PASSWORD, make_panel
 from svcssl.operations.context import open_context
 from svcssl.operations.install import install_certificate
@@ -81,12 +82,6 @@ def shots(tmp_path):
 
 
 # --- the server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PanelProcess:

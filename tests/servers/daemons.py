@@ -27,13 +27,14 @@ keep no pipe of the caller (svcssl's runner reads the reload command's output up
 
 from __future__ import annotations
 
+from .ports import free_port, port_accepts  # noqa: F401 (free_port is part of this module's API)
+
 import json
 import os
 import pwd
 import select
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -47,7 +48,6 @@ START_TIMEOUT = 10.0
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 EXIM_USER = "Debian-exim"
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_handed_out: set[int] = set()
 
 
 # --------------------------------------------------------------------------- binaries and ports
@@ -77,24 +77,6 @@ def _require(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (and not handed out before by this process)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError("could not find a free TCP port")
-
-
-def _port_accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- processes by PID
@@ -261,7 +243,7 @@ def _start(daemon: RunningDaemon, argv: list[str], ports: list[int], *, death_pi
             os.close(write_fd)
         deadline = time.monotonic() + START_TIMEOUT
         while not problem:
-            if daemon.pid() is not None and all(_port_accepts(p) for p in ports):
+            if daemon.pid() is not None and all(port_accepts(p) for p in ports):
                 return daemon
             if death_pipe and _pipe_closed(read_fd):
                 problem = f"{daemon.name} exited during start-up{hint}"

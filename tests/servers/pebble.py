@@ -24,11 +24,12 @@ Facts this relies on (Debian 12, pebble 2.4.0; see /work/shared/real-parts.md):
 
 from __future__ import annotations
 
+from .ports import free_port, port_accepts  # noqa: F401 (free_port is part of this module's API)
+
 import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -46,7 +47,6 @@ HOST = "127.0.0.1"
 BINARIES = ("pebble", "pebble-challtestsrv")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
-_handed_out: set[int] = set()
 
 
 def missing_pebble_binaries() -> list[str]:
@@ -69,31 +69,6 @@ def ensure_pebble_installed() -> list[str]:
 
 # --------------------------------------------------------------------------- ports
 
-def free_port(udp_too: bool = False) -> int:
-    """A TCP port on 127.0.0.1 that is free now (and UDP too when asked), not handed out before."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
-        if port in _handed_out:
-            continue
-        if udp_too:
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as usock:
-                    usock.bind((HOST, port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("could not find a free port on 127.0.0.1")
-
-
-def _port_accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- pebble's own TLS
@@ -267,7 +242,7 @@ def start_pebble(workdir: Path, http01_port: int, *, tls_port: int | None = None
             for name, proc in running.processes.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with status {proc.returncode}:\n{running.log_tail(name)}")
-            if _port_accepts(chall_mgmt_port) and _directory_answers(running.directory_url, ca_file):
+            if port_accepts(chall_mgmt_port) and _directory_answers(running.directory_url, ca_file):
                 break
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"pebble did not come up within {START_TIMEOUT:.0f} s:\n"
