@@ -95,6 +95,7 @@ class AcmeSettings:
     eab_kid: str | None
     eab_hmac_key_file: Path | None
     caa_identities: tuple[str, ...]
+    dns01_hook: tuple[str, ...]  # argv: validate over DNS-01 through this command instead of HTTP-01
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ _LIMIT_KEYS: dict[str, type] = {"max_input_bytes": int}
 _DEPLOY_KEYS: dict[str, type] = {"command_timeout": (int, float), "probe_timeout": (int, float)}  # type: ignore[dict-item]
 _ACME_KEYS: dict[str, Any] = {
     "directory": str, "email": str, "verify": str, "key_type": str, "http01_listen": str, "webroot": str,
-    "eab_kid": str, "eab_hmac_key_file": str, "caa_identities": list,
+    "eab_kid": str, "eab_hmac_key_file": str, "caa_identities": list, "dns01_hook": list,
 }
 _DNS_KEYS: dict[str, Any] = {"nameservers": list, "timeout": (int, float)}
 _NOTIFY_KEYS: dict[str, Any] = {
@@ -422,6 +423,7 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
             eab_kid=acme.get("eab_kid") or None,
             eab_hmac_key_file=_path(acme.get("eab_hmac_key_file"), state_dir),
             caa_identities=tuple(acme.get("caa_identities", ["letsencrypt.org"])),
+            dns01_hook=tuple(acme.get("dns01_hook", ())),
         ),
         dns=DnsSettings(nameservers=tuple(dns_table.get("nameservers", ())),
                         timeout=float(dns_table.get("timeout", 3.0))),

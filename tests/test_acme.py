@@ -313,3 +313,33 @@ def test_renewal_window_reads_ari_where_the_ca_offers_it(pebble, tmp_path):
     key_id = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     assert base64.urlsafe_b64decode(aki + "=" * (-len(aki) % 4)) == key_id
     assert int.from_bytes(base64.urlsafe_b64decode(serial + "=" * (-len(serial) % 4)), "big") == leaf.serial_number
+
+
+DNS_HOOK = '''import json, sys, urllib.request
+action, name, value = sys.argv[1:4]
+management = sys.argv[4]
+path, body = ("/set-txt", {"host": name + ".", "value": value}) if action == "add" else ("/clear-txt", {"host": name + "."})
+request = urllib.request.Request(management + path, data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(request, timeout=5).read()
+open(sys.argv[5], "a").write(f"{action} {name}\\n")
+'''
+
+
+def test_dns01_through_a_hook_command(pebble, tmp_path):
+    """The hook publishes the TXT record in the DNS server Pebble asks (challtestsrv), then removes it."""
+    import sys
+    hook = tmp_path / "hook.py"
+    hook.write_text(DNS_HOOK.replace("sys.argv[4]", repr(pebble.challtestsrv_management_url))
+                    .replace("sys.argv[5]", repr(str(tmp_path / "hook.log"))))
+    config = make_config(pebble, dns01_hook=(sys.executable, str(hook)), http01_listen="127.0.0.1:1")
+    issued = order_certificate(config, ["dns.example.test"], tmp_path / "state")
+    check_issued(pebble, issued, ["dns.example.test"])
+    assert (tmp_path / "hook.log").read_text().split("\n")[:2] == ["add _acme-challenge.dns.example.test",
+                                                                    "remove _acme-challenge.dns.example.test"]
+
+
+def test_a_failing_dns01_hook_is_an_acme_error_with_its_output(pebble, tmp_path):
+    import sys
+    failing = (sys.executable, "-c", "import sys; print('no credentials for the DNS provider'); sys.exit(3)")
+    with pytest.raises(AcmeError, match="no credentials for the DNS provider"):
+        order_certificate(make_config(pebble, dns01_hook=failing), ["dnsfail.example.test"], tmp_path / "state")

@@ -350,3 +350,19 @@ def test_scheduler_runs_the_job_once_at_a_time(pebble, dns_server, inbox, tmp_pa
         assert runs and runs[0].trigger == "schedule"
     finally:
         scheduler.shutdown(wait=True)
+
+
+def test_the_run_can_validate_over_dns01_through_the_configured_hook(pebble, dns_server, inbox, tmp_path):
+    import sys
+    from test_acme import DNS_HOOK
+    hook = tmp_path / "hook.py"
+    hook.write_text(DNS_HOOK.replace("sys.argv[4]", repr(pebble.challtestsrv_management_url))
+                    .replace("sys.argv[5]", repr(str(tmp_path / "hook.log"))))
+    # nothing answers HTTP-01 where Pebble would look: only DNS-01 can succeed
+    config = make_config(tmp_path, pebble, dns_server, inbox[1], http01_port=free_port())
+    config.write_text(config.read_text().replace(
+        "[acme]\n", f"[acme]\ndns01_hook = {json.dumps([sys.executable, str(hook)])}\n"))
+    ctx = context(config)
+    report = run_maintenance(ctx)
+    assert report.ok and report.order["ok"] is True, report.to_dict()
+    assert "add _acme-challenge.mail.example.test" in (tmp_path / "hook.log").read_text()

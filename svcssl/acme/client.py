@@ -49,6 +49,7 @@ from ..x509.encode import key_pem
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
 from ..x509.validate import key_matches
+from .dns01 import DNS01Error, HookResponder
 from .http01 import DEFAULT_LISTEN, HTTP01Error, parse_listen, responder
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class AcmeConfig:
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)  # base64url
     user_agent: str = "svcssl"
+    dns01_hook: tuple[str, ...] = ()  # when set, names are validated over DNS-01 through this command
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _translated(what: str, net: _Network | None = None, server: str = "") -> Ite
         yield
     except AcmeError:
         raise
-    except HTTP01Error as exc:
+    except (HTTP01Error, DNS01Error) as exc:
         raise AcmeError(f"{what}: {exc.message}", detail=exc.message) from exc
     except messages.Error as exc:
         raise _problem_error(what, exc.typ, exc.detail, net.last_status if net else None) from exc
@@ -395,7 +397,7 @@ def _identifier(authzr: messages.AuthorizationResource) -> str:
 
 def _authorize(client: ClientV2, net: _Network, config: AcmeConfig, jwk: jose.JWK,
                authz_urls: list[str], deadline: float) -> None:
-    """Answer HTTP-01 for every pending authorisation and wait until the CA has decided on each."""
+    """Answer HTTP-01 (or DNS-01 through the hook) for every pending authorisation; wait for the CA's decisions."""
     todo: list[tuple[str, messages.ChallengeBody, challenges.ChallengeResponse]] = []
     responses: dict[str, str] = {}
     with _translated("cannot read the ACME authorisations", net):
@@ -407,23 +409,29 @@ def _authorize(client: ClientV2, net: _Network, config: AcmeConfig, jwk: jose.JW
                 continue
             if status != "pending":
                 raise _authorization_failure(name, raw, status)
-            http01 = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
-            if not http01:
-                offered = ", ".join(sorted({str(c.chall.typ) for c in authzr.body.challenges
-                                            if hasattr(c.chall, "typ")})) or "none"
-                raise _OrderFailed(f"the CA offers no HTTP-01 challenge for {name} (offered: {offered}); "
-                                   "svcssl validates names over HTTP-01 only (wildcards need DNS-01)")
-            challb = http01[0]
+            kind = challenges.DNS01 if config.dns01_hook else challenges.HTTP01
+            offered = [c for c in authzr.body.challenges if isinstance(c.chall, kind)]
+            if not offered:
+                offered_types = ", ".join(sorted({str(c.chall.typ) for c in authzr.body.challenges
+                                                  if hasattr(c.chall, "typ")})) or "none"
+                raise _OrderFailed(f"the CA offers no {kind.typ} challenge for {name} (offered: {offered_types})")
+            challb = offered[0]
             response, validation = challb.response_and_validation(jwk)
-            responses[challb.chall.encode("token")] = validation
+            if config.dns01_hook:
+                responses[challb.chall.validation_domain_name(name)] = validation
+            else:
+                responses[challb.chall.encode("token")] = validation
             todo.append((url, challb, response))
     if not todo:
         return
-    with _translated("HTTP-01 validation failed", net), responder(config.http01_listen, config.webroot, responses):
+    kind = "DNS-01" if config.dns01_hook else "HTTP-01"
+    publish = HookResponder(config.dns01_hook, responses) if config.dns01_hook else \
+        responder(config.http01_listen, config.webroot, responses)
+    with _translated(f"{kind} validation failed", net), publish:
         for _url, challb, response in todo:
             if _status(challb) == "pending":
                 client.answer_challenge(challb, response)
-        log.info("answered %d HTTP-01 challenge(s); waiting for the CA", len(todo))
+        log.info("answered %d %s challenge(s); waiting for the CA", len(todo), kind)
         delay = _POLL_FIRST
         waiting = [url for url, _c, _r in todo]
         while waiting:
@@ -519,7 +527,7 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
     if not _KEY_TYPE.fullmatch(str(config.key_type)):
         raise AcmeError(f"unknown certificate key type {config.key_type!r} "
                         "(rsa-2048, rsa-3072, rsa-4096, ecdsa-p256 or ecdsa-p384)")
-    if config.webroot is None:
+    if config.webroot is None and not config.dns01_hook:
         parse_listen(config.http01_listen)  # ConfigError now rather than after the order exists
     started = time.monotonic()
     deadline = started + timeout

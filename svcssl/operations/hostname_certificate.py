@@ -39,7 +39,7 @@ def acme_config(ctx: Context) -> AcmeConfig:
     return AcmeConfig(
         directory=acme.directory, email=acme.email, verify=acme.verify or True, key_type=acme.key_type,
         http01_listen=acme.http01_listen, webroot=acme.webroot, eab_kid=acme.eab_kid, eab_hmac_key=hmac_key,
-        user_agent="svcssl",
+        user_agent="svcssl", dns01_hook=acme.dns01_hook,
     )
 
 
