@@ -399,7 +399,9 @@ def test_aia_download_with_timeout_and_size_cap():
                     cx509.UniformResourceIdentifier(http.url(path)))]), critical=False)
             return builder.sign(le.intermediate_key, hashes.SHA256())
 
-        fetcher = AiaFetcher(timeout=2, max_bytes=64 * 1024)
+        fetcher = AiaFetcher(timeout=2, max_bytes=64 * 1024, allow_local=True)
+        guarded = build_chain(leaf_with("/r11.der", 76), lambda c: [], fetcher=AiaFetcher(timeout=2))
+        assert guarded.missing and "an address of this server's own network" in " ".join(guarded.notes)
         good = build_chain(leaf_with("/r11.der", 77), lambda c: [], fetcher=fetcher)
         assert good.chain == (le.intermediate,) and good.missing is None and good.fetched == (http.url("/r11.der"),)
         assert build_chain(leaf_with("/r11.der", 77), lambda c: [], fetcher=None).missing  # off: not downloaded
@@ -414,7 +416,7 @@ def test_aia_download_with_timeout_and_size_cap():
     sock, port = silent_tcp_port()
     try:
         http.port = port  # the same URLs, now on a server that never answers
-        slow = AiaFetcher(timeout=0.5)
+        slow = AiaFetcher(timeout=0.5, allow_local=True)
         result = build_chain(leaf_with("/r11.der", 81), lambda c: [], fetcher=slow)
         assert result.missing and "timed out" in " ".join(result.notes)
     finally:

@@ -12,9 +12,12 @@ caIssuers URL (AIA), with a timeout and a size cap, and used only when its signa
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -92,12 +95,39 @@ def _parse_downloaded(data: bytes) -> list[x509.Certificate]:
     return []
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # a redirect could lead anywhere
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+def _non_public_target(url: str) -> str | None:
+    """Why ``url``'s host must not be fetched (it resolves to a non-public address), or None."""
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        return "the URL names no host"
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return f"{host} does not resolve"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global:
+            return f"{host} resolves to {address}, an address of this server's own network"
+    return None
+
+
 class AiaFetcher:
     """Download issuers from caIssuers URLs (http/https), with a timeout and size cap; remember what came back."""
 
-    def __init__(self, timeout: float = AIA_TIMEOUT, max_bytes: int = AIA_MAX_BYTES):
+    def __init__(self, timeout: float = AIA_TIMEOUT, max_bytes: int = AIA_MAX_BYTES, *, allow_local: bool = False):
         self.timeout = timeout
         self.max_bytes = max_bytes
+        # The URLs come from pasted certificates: never let one make the server reach its own
+        # network (loopback, private, link-local ...) unless told to (tests on loopback).
+        self.allow_local = allow_local
         self._cache: dict[str, list[x509.Certificate]] = {}
         self._lock = threading.Lock()
 
@@ -115,9 +145,12 @@ class AiaFetcher:
         with self._lock:
             if url in self._cache:
                 return self._cache[url], None
+        refusal = None if self.allow_local else _non_public_target(url)
+        if refusal:
+            return [], f"{url} was not downloaded: {refusal}"
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "svcssl"})
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+            with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:  # http(s) only, no redirects
                 data = response.read(self.max_bytes + 1)
         except urllib.error.HTTPError as exc:
             return [], f"downloading {url} failed: HTTP {exc.code} {exc.reason}"
