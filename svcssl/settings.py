@@ -237,11 +237,20 @@ def _check_keys(table: Mapping[str, Any], schema: Mapping[str, Any], where: str)
             raise ConfigError(f"configuration key '{name}' must be {want}, not {type(value).__name__}")
 
 
-def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _table(doc: Mapping[str, Any], key: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The top-level table ``key`` (empty when absent), its keys and types checked against ``schema``."""
     value = doc.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"configuration key '{key}' must be a table ([{key}])")
+    _check_keys(value, schema, key)
     return value
+
+
+def _key_type(table: Mapping[str, Any], where: str) -> str:
+    key_type = table.get("key_type", "rsa-2048")
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"configuration key '{where}.key_type' must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
+    return key_type
 
 
 def _mode(value: str | None, default: int, where: str) -> int:
@@ -350,22 +359,16 @@ def system_hostname() -> str:
 def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Settings:
     """Turn a parsed TOML document into Settings. ``base_dir`` anchors a relative state_dir."""
     _check_keys(doc, {k: dict for k in _TOP_KEYS}, "")
-    server = _table(doc, "server")
-    _check_keys(server, _SERVER_KEYS, "server")
-    certificates = _table(doc, "certificates")
-    _check_keys(certificates, _CERTIFICATE_KEYS, "certificates")
-    limits = _table(doc, "limits")
-    _check_keys(limits, _LIMIT_KEYS, "limits")
-    deploy = _table(doc, "deploy")
-    _check_keys(deploy, _DEPLOY_KEYS, "deploy")
+    server = _table(doc, "server", _SERVER_KEYS)
+    certificates = _table(doc, "certificates", _CERTIFICATE_KEYS)
+    limits = _table(doc, "limits", _LIMIT_KEYS)
+    deploy = _table(doc, "deploy", _DEPLOY_KEYS)
 
     state_dir = Path(server.get("state_dir", "state"))
     if not state_dir.is_absolute():
         state_dir = (base_dir / state_dir).absolute()
     hostname = (server.get("hostname") or system_hostname()).strip().rstrip(".").lower()
-    key_type = certificates.get("key_type", "rsa-2048")
-    if key_type not in KEY_TYPES:
-        raise ConfigError(f"configuration key 'certificates.key_type' must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
+    key_type = _key_type(certificates, "certificates")
     days = certificates.get("self_signed_days", 365)
     if not 1 <= days <= 3650:
         raise ConfigError("configuration key 'certificates.self_signed_days' must be between 1 and 3650")
@@ -373,29 +376,20 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
     if max_input < 16 * 1024:
         raise ConfigError("configuration key 'limits.max_input_bytes' must be at least 16384")
 
-    acme = _table(doc, "acme")
-    _check_keys(acme, _ACME_KEYS, "acme")
-    acme_key_type = acme.get("key_type", "rsa-2048")
-    if acme_key_type not in KEY_TYPES:
-        raise ConfigError(f"configuration key 'acme.key_type' must be one of {', '.join(KEY_TYPES)}, not {acme_key_type!r}")
-    dns_table = _table(doc, "dns")
-    _check_keys(dns_table, _DNS_KEYS, "dns")
-    notify = _table(doc, "notify")
-    _check_keys(notify, _NOTIFY_KEYS, "notify")
-    maintenance = _table(doc, "maintenance")
-    _check_keys(maintenance, _MAINTENANCE_KEYS, "maintenance")
+    acme = _table(doc, "acme", _ACME_KEYS)
+    acme_key_type = _key_type(acme, "acme")
+    dns_table = _table(doc, "dns", _DNS_KEYS)
+    notify = _table(doc, "notify", _NOTIFY_KEYS)
+    maintenance = _table(doc, "maintenance", _MAINTENANCE_KEYS)
     schedule = maintenance.get("schedule") or default_schedule(hostname)
     if len(schedule.split()) != 5:
         raise ConfigError("configuration key 'maintenance.schedule' must be a cron expression with five fields, "
                           f"e.g. \"17 3 * * *\", not {schedule!r}")
 
-    accounts = _table(doc, "accounts")
-    _check_keys(accounts, _ACCOUNTS_KEYS, "accounts")
+    accounts = _table(doc, "accounts", _ACCOUNTS_KEYS)
     home_root = _path(accounts.get("home_root") or "/home", state_dir)
-    apache = _table(doc, "apache")
-    _check_keys(apache, _APACHE_KEYS, "apache")
-    cabundles = _table(doc, "cabundles")
-    _check_keys(cabundles, _CABUNDLES_KEYS, "cabundles")
+    apache = _table(doc, "apache", _APACHE_KEYS)
+    cabundles = _table(doc, "cabundles", _CABUNDLES_KEYS)
     ca_dirs = tuple(p for p in (_path(d, state_dir) for d in cabundles.get("dirs", ())) if p is not None)
 
     services_doc = doc["services"] if "services" in doc else default_services()
