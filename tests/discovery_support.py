@@ -46,6 +46,18 @@ def self_signed(name: str, slot: int) -> tuple[x509.Certificate, object]:
     return make_self_signed(name, key, pki.NOW), key
 
 
+def installed(world) -> dict[str, str]:
+    """Each service's installed fingerprint, as the panel reads it."""
+    from svcssl.operations.context import open_context
+    from svcssl.operations.inventory import list_services
+
+    ctx = open_context(world.panel.settings)
+    try:
+        return {s.service.name: s.fingerprint for s in list_services(ctx)}
+    finally:
+        ctx.store.close()
+
+
 def write_account(home: Path, user: str, certs: dict[str | bytes, bytes] | None = None,
                   keys: dict[str | bytes, bytes] | None = None) -> Path:
     """``<home>/<user>/ssl/certs/<name>`` and ``ssl/keys/<name>``; names may be bytes (not UTF-8)."""

@@ -8,22 +8,12 @@ from __future__ import annotations
 import re
 
 import pki
-from discovery_support import make_world
+from discovery_support import installed, make_world
 from panel_support import ROOT_PASSWORD
-from svcssl.operations.context import open_context
-from svcssl.operations.inventory import list_services
 from svcssl.x509.inspect import fingerprint
 from test_browser import browser, context, log_in, no_private_key, shots, start_panel  # noqa: F401 - fixtures
 
 PAGE = "/scripts2/manageservicecrts"
-
-
-def installed(world) -> dict[str, str]:
-    ctx = open_context(world.panel.settings)
-    try:
-        return {s.service.name: s.fingerprint for s in list_services(ctx)}
-    finally:
-        ctx.store.close()
 
 
 def install_and_check(page, service: str) -> None:

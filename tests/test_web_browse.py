@@ -9,11 +9,10 @@ import pytest
 
 import pki
 from conftest import tree_state
-from discovery_support import issue, lets_encrypt, make_world
+from discovery_support import installed, issue, lets_encrypt, make_world
 from panel_support import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, csrf_token
 from svcssl.app import create_app
 from svcssl.operations.context import open_context
-from svcssl.operations.inventory import list_services
 from svcssl.x509.inspect import fingerprint, spki_sha256
 from test_web import login, new_client
 
@@ -52,14 +51,6 @@ def bob(app):
 @pytest.fixture
 def alice(app):
     return client_for(app, "alice", ALICE_PASSWORD)
-
-
-def installed(world) -> dict[str, str]:
-    ctx = open_context(world.panel.settings)
-    try:
-        return {s.service.name: s.fingerprint for s in list_services(ctx)}
-    finally:
-        ctx.store.close()
 
 
 def field(html: str, name: str) -> str:
