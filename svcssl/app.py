@@ -75,7 +75,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     stores = StorePool(settings.server.state_dir)
     app.config.update(
         SECRET_KEY=stores.get().session_secret(),
-        SESSION_COOKIE_NAME="svcssl_session",
+        # __Host-: Secure, Path=/ and no Domain, so a sibling host cannot plant or overwrite it
+        SESSION_COOKIE_NAME="__Host-svcssl_session",
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -10,8 +10,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..errors import InputError, StoreError, SvcsslError
-from ..store import AuditEntry, LoginFailures, UserRecord
+from ..errors import InputError, StoreError, SvcsslError, excerpt
+from ..store import AuditEntry, UserRecord
 from .context import Context
 
 ROLES = ("root", "reseller")
@@ -39,7 +39,6 @@ class PanelUser:
     name: str
     role: str
     service_ssl: bool
-    session_version: str  # changes with every password change, ending older sessions
 
     @property
     def is_root(self) -> bool:
@@ -51,8 +50,7 @@ class PanelUser:
 
 
 def _panel_user(record: UserRecord) -> PanelUser:
-    return PanelUser(record.name, record.role, record.service_ssl or record.role == "root",
-                     hashlib.sha256(record.password_hash.encode()).hexdigest()[:16])
+    return PanelUser(record.name, record.role, record.service_ssl or record.role == "root")
 
 
 def hash_password(password: str) -> str:
@@ -77,6 +75,12 @@ def verify_password(password: str, stored: str) -> bool:
 
 # A hash to verify against when the user does not exist, so both cases cost the same time.
 _DUMMY_HASH: str | None = None
+
+
+def actor_seen_by(actor: str, viewer: PanelUser) -> str:
+    """How an audit or history actor is shown to ``viewer``: root sees the credential and address
+    ("root (API token deploy, 192.0.2.1)"), anyone else only the user name ("root")."""
+    return actor if viewer.is_root else actor.split(" (", 1)[0]
 
 
 def _check_password_rules(password: str) -> None:
@@ -108,7 +112,7 @@ def create_user(ctx: Context, name: str, role: str, password: str, *, actor: str
 def get_user(ctx: Context, name: str) -> PanelUser:
     record = ctx.store.get_user(name)
     if record is None:
-        raise InputError(f"There is no user named '{name}'.", field="username")
+        raise InputError(f"There is no user named '{excerpt(name)}'.", field="username")
     return _panel_user(record)
 
 
@@ -125,6 +129,7 @@ def set_password(ctx: Context, name: str, password: str, *, actor: str) -> None:
     get_user(ctx, name)
     _check_password_rules(password)
     ctx.store.set_password_hash(name, hash_password(password), ctx.now())
+    ctx.store.end_web_sessions_of(name)  # every open browser session of this user ends
     ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user passwd", None, None, None, "ok", name))
 
 
@@ -151,32 +156,26 @@ def ensure_root(ctx: Context) -> str | None:
     return password
 
 
-def _locked_message(failures: LoginFailures, now) -> str:
-    minutes = max(1, int((failures.locked_until - now).total_seconds() // 60) + 1)
+def _locked_message(locked_until, now) -> str:
+    minutes = max(1, int((locked_until - now).total_seconds() // 60) + 1)
     return f"Too many failed logins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
 
 
-def _count_failure(ctx: Context, key: str, failures: LoginFailures | None, limit: int, now) -> bool:
-    """Record one more failure under ``key``; True when that locks it."""
-    if failures is None or now - failures.first_at > THROTTLE_WINDOW:
-        failures = LoginFailures(0, now, None)
-    count = failures.failures + 1
-    locked = now + THROTTLE_LOCK if count >= limit else None
-    ctx.store.set_login_failures(key, LoginFailures(count, failures.first_at, locked))
-    return locked is not None
-
-
 def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUser:
-    """Check a login; throttle repeated failures per user name and address, and per address alone."""
+    """Check a login; throttle repeated failures per user name and address, and per address alone.
+
+    The attempt is counted before the password is checked, in one transaction with the check of the
+    lock, so parallel guesses can never run more than THROTTLE_FAILURES checks per user and address.
+    """
     global _DUMMY_HASH
     now = ctx.now()
     key = f"{name.lower()[:64]}|{remote}"
     address_key = f"*|{remote}"
-    failures = ctx.store.login_failures(key)
-    address_failures = ctx.store.login_failures(address_key)
-    for record in (failures, address_failures):
-        if record and record.locked_until and record.locked_until > now:
-            raise LoginThrottled(_locked_message(record, now))
+    ctx.store.prune_login_failures(now - THROTTLE_WINDOW - THROTTLE_LOCK)
+    attempt = ctx.store.take_login_attempt(((key, THROTTLE_FAILURES), (address_key, THROTTLE_ADDRESS_FAILURES)),
+                                           now, THROTTLE_WINDOW, THROTTLE_LOCK)
+    if not attempt.allowed:
+        raise LoginThrottled(_locked_message(attempt.locked_until, now))
     record = ctx.store.get_user(name) if len(password) <= MAX_PASSWORD else None
     if record is None:
         _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
@@ -185,14 +184,47 @@ def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUs
     else:
         ok = verify_password(password, record.password_hash)
     if ok:
-        if failures:
-            ctx.store.set_login_failures(key, None)
+        ctx.store.clear_login_attempts(key)
+        ctx.store.uncount_login_attempt(address_key, THROTTLE_ADDRESS_FAILURES)  # only failures count per address
         return _panel_user(record)
-    ctx.store.prune_login_failures(now - THROTTLE_WINDOW - THROTTLE_LOCK)
-    locked = _count_failure(ctx, key, failures, THROTTLE_FAILURES, now)
-    locked = _count_failure(ctx, address_key, address_failures, THROTTLE_ADDRESS_FAILURES, now) or locked
     if record is not None:  # failures for names that do not exist are throttled, not written to the audit log
         ctx.store.add_audit(AuditEntry(now, name, "login", None, None, None, "failed", f"from {remote}"))
-    if locked:
+    if attempt.reached_limit:
         raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.")
     raise LoginError("The user name or password is wrong.")
+
+
+# --- browser sessions: a random id in the cookie, its hash on the server ---------------------------
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_session(ctx: Context, user: PanelUser, lifetime: timedelta) -> str:
+    """A new browser session for ``user``; the id goes into the (signed) cookie and is checked on every request."""
+    session_id = secrets.token_urlsafe(32)
+    now = ctx.now()
+    ctx.store.add_web_session(_session_hash(session_id), user.name, now, now + lifetime)
+    return session_id
+
+
+def session_user(ctx: Context, session_id: str) -> PanelUser | None:
+    """The user of a live session; None once it was ended (logout, password change, user deleted) or expired."""
+    if not isinstance(session_id, str) or not session_id or len(session_id) > 128:
+        return None
+    name = ctx.store.web_session_user(_session_hash(session_id), ctx.now())
+    return find_user(ctx, name) if name else None
+
+
+def end_session(ctx: Context, session_id: str) -> None:
+    if isinstance(session_id, str) and session_id:
+        ctx.store.end_web_session(_session_hash(session_id))
+
+
+def delete_user(ctx: Context, name: str, *, actor: str) -> None:
+    """Delete a reseller: its API tokens are revoked and its sessions end at once."""
+    user = get_user(ctx, name)
+    if user.is_root:
+        raise InputError("root cannot be deleted.", field="username")
+    ctx.store.delete_user(name, ctx.now())
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user delete", None, None, None, "ok", name))

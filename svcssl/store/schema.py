@@ -211,6 +211,17 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 6: the panel's browser sessions, kept on the server so that logout, a password change and deleting
+    # the user end them (the cookie holds only a random id; its SHA-256 is stored)
+    """
+    CREATE TABLE web_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user);
+    """,
 )
 
 

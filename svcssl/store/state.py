@@ -15,7 +15,7 @@ import os
 import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..errors import StoreError
@@ -51,10 +51,10 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
-class LoginFailures:
-    failures: int
-    first_at: datetime
-    locked_until: datetime | None
+class LoginAttempt:
+    allowed: bool  # False: a key was locked; nothing was counted and no password may be checked
+    locked_until: datetime | None  # the lock that refused it
+    reached_limit: bool  # this attempt locked a key: if it fails, say so
 
 
 @dataclass(frozen=True)
@@ -279,29 +279,87 @@ class Store:
         self._db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
                          (password_hash, _ts(now), name))
 
+    def delete_user(self, name: str, now: datetime) -> bool:
+        """Remove a user with its tokens, sessions and account assignments, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("api_tokens", "login_sessions", "web_sessions"):
+                self._db.execute(f"DELETE FROM {table} WHERE user = ?", (name,))
+            deleted = self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return deleted == 1
+
     def set_service_ssl(self, name: str, granted: bool) -> None:
         self._db.execute("UPDATE users SET service_ssl = ? WHERE name = ?", (int(granted), name))
 
     # --- login throttling ---------------------------------------------------
-    def login_failures(self, key: str) -> LoginFailures | None:
-        row = self._db.execute("SELECT failures, first_at, locked_until FROM login_failures WHERE key = ?",
-                               (key,)).fetchone()
-        return LoginFailures(row[0], _dt(row[1]), _dt(row[2])) if row else None
+    def take_login_attempt(self, limits: tuple[tuple[str, int], ...], now: datetime, window: timedelta,
+                           lock: timedelta) -> LoginAttempt:
+        """Count one password check under each (key, limit), in one transaction, before the check runs.
 
-    def set_login_failures(self, key: str, record: LoginFailures | None) -> None:
-        if record is None:
-            self._db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
-        else:
-            self._db.execute(
-                "INSERT OR REPLACE INTO login_failures (key, failures, first_at, locked_until) VALUES (?,?,?,?)",
-                (key, record.failures, _ts(record.first_at),
-                 _ts(record.locked_until) if record.locked_until else None),
-            )
+        While any key is locked nothing is counted and the attempt is refused. A key that reaches its
+        limit is locked from then on, so parallel attempts can never run more checks than the limit.
+        """
+        now_ts = _ts(now)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = {}
+            for key, _limit in limits:
+                row = self._db.execute("SELECT failures, first_at, locked_until FROM login_failures WHERE key = ?",
+                                       (key,)).fetchone()
+                if row and row[2] is not None and row[2] > now_ts:
+                    self._db.execute("COMMIT")
+                    return LoginAttempt(allowed=False, locked_until=_dt(row[2]), reached_limit=True)
+                rows[key] = row
+            reached = False
+            for key, limit in limits:
+                row = rows[key]
+                count, first = (0, now_ts) if row is None or now_ts - row[1] > window.total_seconds() else row[:2]
+                count += 1
+                locked = now_ts + int(lock.total_seconds()) if count >= limit else None
+                reached = reached or locked is not None
+                self._db.execute("INSERT OR REPLACE INTO login_failures (key, failures, first_at, locked_until)"
+                                 " VALUES (?,?,?,?)", (key, count, first, locked))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return LoginAttempt(allowed=True, locked_until=None, reached_limit=reached)
+
+    def clear_login_attempts(self, key: str) -> None:
+        self._db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+    def uncount_login_attempt(self, key: str, limit: int) -> None:
+        """Take back one counted attempt (it succeeded), unlocking the key if it falls below its limit."""
+        self._db.execute("UPDATE login_failures SET failures = failures - 1,"
+                         " locked_until = CASE WHEN failures - 1 < ? THEN NULL ELSE locked_until END"
+                         " WHERE key = ? AND failures > 0", (limit, key))
 
     def prune_login_failures(self, before: datetime) -> None:
         """Forget failure counts whose window and lock are both over."""
         self._db.execute("DELETE FROM login_failures WHERE first_at < ? AND (locked_until IS NULL OR locked_until < ?)",
                          (_ts(before), _ts(before)))
+
+    # --- browser sessions ---------------------------------------------------
+    def add_web_session(self, id_hash: str, user: str, now: datetime, expires_at: datetime) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE expires_at <= ?", (_ts(now),))
+        self._db.execute("INSERT INTO web_sessions (id_hash, user, created_at, expires_at) VALUES (?,?,?,?)",
+                         (id_hash, user, _ts(now), _ts(expires_at)))
+
+    def web_session_user(self, id_hash: str, now: datetime) -> str | None:
+        """The user of a live session, or None when it ended, expired or never existed."""
+        row = self._db.execute("SELECT user FROM web_sessions WHERE id_hash = ? AND expires_at > ?",
+                               (id_hash, _ts(now))).fetchone()
+        return row[0] if row else None
+
+    def end_web_session(self, id_hash: str) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE id_hash = ?", (id_hash,))
+
+    def end_web_sessions_of(self, user: str) -> int:
+        return self._db.execute("DELETE FROM web_sessions WHERE user = ?", (user,)).rowcount
 
     # --- the panel's session secret ----------------------------------------
     def session_secret(self) -> bytes:

@@ -12,12 +12,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from ..errors import AccessDeniedError, InputError, SvcsslError
+from ..errors import AccessDeniedError, InputError, SvcsslError, excerpt
 from ..operations.autofill import (CertificateChoice, account_certificate_by_id, autofill_certificate, autofill_domain,
                                    private_key_pem, vhost_choices)
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
@@ -30,6 +30,7 @@ from ..operations.users import LoginError, LoginThrottled, PanelUser, authentica
 from ..store import AuditEntry
 from ..whm import certificate_info
 from ..x509.encode import certificate_pem, chain_pem, key_pem
+from .auth import open_session
 from .context import context
 
 bp = Blueprint("api", __name__)
@@ -73,6 +74,27 @@ def envelope(command: str, ok: bool, reason: str, data: Any = None, warnings=(),
 
 # --- authentication ---------------------------------------------------------------------------
 
+CROSS_SITE_REFUSED = ("This API call came from another site (its Origin or Sec-Fetch-Site says so) and carries a "
+                      "password or a browser session; such calls are refused. Scripts authenticate with "
+                      "“Authorization: whm USER:TOKEN”.")
+
+
+def _is_cross_site() -> bool:
+    """True when a browser says this request was made by another site's page (Fetch Metadata, else Origin)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.strip().lower() not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not sent by a browser's cross-site fetch: scripts, curl
+    parts = urlsplit(origin.strip())
+    return parts.scheme != "https" or parts.netloc.lower() != request.host.lower()
+
+
+def _refuse_cross_site() -> None:
+    if _is_cross_site():
+        raise ApiFailure(CROSS_SITE_REFUSED, 403)
+
 
 def _authenticate(cpsess: str | None) -> Caller:
     ctx = context()
@@ -91,6 +113,7 @@ def _authenticate(cpsess: str | None) -> Caller:
                 raise ApiFailure(exc.message, 401) from None
             return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")
         if scheme.lower() == "basic":
+            _refuse_cross_site()  # a browser may replay cached Basic credentials for another site's page
             try:
                 user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
             except (binascii.Error, ValueError, UnicodeDecodeError):
@@ -107,6 +130,7 @@ def _authenticate(cpsess: str | None) -> Caller:
         raise ApiFailure("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
     user = g.get("user")
     if user is not None:
+        _refuse_cross_site()
         if cpsess is None or cpsess != session.get("cpsess"):
             raise ApiFailure("A browser session calls the API under its own /cpsess… path prefix.", 401)
         return Caller(user, f"{user.name} (web session, {remote})")
@@ -213,7 +237,7 @@ def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiR
     if user != caller.user.name and not caller.user.is_root:
         raise ApiFailure("Only root may create a session for another user.", 403)
     if find_user(ctx, user) is None:
-        raise ApiFailure(f"There is no user named “{user}”.")
+        raise ApiFailure(f"There is no user named “{excerpt(user)}”.")
     secret, cpsess = create_login_session(ctx, user)
     ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api create_user_session", None, None, None, "ok", user))
     url = f"{request.scheme}://{request.host}/{cpsess}/login/?session={secret}"
@@ -405,7 +429,7 @@ def call(function: str, params: MultiDict, caller: Caller, *, in_batch: bool = F
         return _batch(params, caller), 200
     handler = FUNCTIONS.get(function)
     if handler is None:
-        return envelope(function, False, f"Unknown app (“{function}”) requested for this version (1) of the API."), 200
+        return envelope(function, False, f"Unknown app (“{excerpt(function)}”) requested for this version (1) of the API."), 200
     try:
         result = handler(ctx, params, caller)
         data = apply_filters(result.data, params)
@@ -448,7 +472,10 @@ def _respond(function: str, cpsess: str | None):
         response = jsonify(envelope(function, False, exc.reason))
         response.status_code = exc.status
         if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Basic realm="svcssl"'
+            # a Basic challenge makes browsers prompt for (and cache) root's password: offer it only to
+            # a caller that tried Basic itself
+            tried_basic = request.headers.get("Authorization", "").strip().lower().startswith("basic")
+            response.headers["WWW-Authenticate"] = 'Basic realm="svcssl"' if tried_basic else 'whm realm="svcssl"'
         return response
     body, status = call(function, params, caller)
     response = jsonify(body)
@@ -479,9 +506,5 @@ def session_login(cpsess: str):
         return render_template("errors/error.html", status=401,
                                message="This login link has expired or was used already. Ask for a new one."), 401
     user, _ = found
-    session.clear()
-    session["user"] = user.name
-    session["pwv"] = user.session_version
-    session["cpsess"] = cpsess
-    session.permanent = True
+    open_session(user, cpsess)
     return redirect(url_for("home"))

@@ -9,7 +9,8 @@ from typing import Callable
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from ..operations.tokens import new_cpsess
-from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
+from ..operations.users import (LoginError, LoginThrottled, PanelUser, authenticate, end_session, session_user,
+                                start_session)
 from .context import context
 from .forms import LoginForm
 
@@ -17,15 +18,25 @@ bp = Blueprint("auth", __name__)
 
 
 def load_user() -> None:
+    """The user of this request's session, checked against the server's record on every request."""
     g.user = None
-    name = session.get("user")
-    if not name:
+    session_id = session.get("sid")
+    if not session_id:
         return
-    user = find_user(context(), name)
-    if user is None or session.get("pwv") != user.session_version:
-        session.clear()  # deleted user or password changed since this session began
+    user = session_user(context(), session_id)
+    if user is None or user.name != session.get("user"):
+        session.clear()  # logged out, password changed, user deleted, or expired
         return
     g.user = user
+
+
+def open_session(user: PanelUser, cpsess: str) -> None:
+    """Log ``user`` in: a fresh cookie whose id the server keeps until logout (or expiry)."""
+    session.clear()
+    session["user"] = user.name
+    session["sid"] = start_session(context(), user, current_app.permanent_session_lifetime)
+    session["cpsess"] = cpsess  # the path prefix for this session's own API calls
+    session.permanent = True
 
 
 def current_user() -> PanelUser | None:
@@ -91,11 +102,7 @@ def login():
             except LoginError as exc:
                 error, status = exc.message, 401
             else:
-                session.clear()
-                session["user"] = user.name
-                session["pwv"] = user.session_version
-                session["cpsess"] = new_cpsess()  # the path prefix for this session's own API calls
-                session.permanent = True
+                open_session(user, new_cpsess())
                 current_app.logger.info("login: %s from %s", user.name, request.remote_addr)
                 return redirect(_safe_next(request.args.get("next")))
         else:
@@ -105,5 +112,6 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    end_session(context(), session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
