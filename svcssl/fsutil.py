@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import InputError, InputTooLargeError, LockTimeoutError
 
@@ -144,12 +144,14 @@ def read_bounded(path: str | os.PathLike[str], limit: int, field: str | None = N
         raise InputError(f"cannot read {os.fspath(path)}: {exc.strerror}", field=field) from None
 
 
-def read_regular(path: str | bytes | os.PathLike, limit: int, *, follow: bool = True, dir_fd: int | None = None) -> bytes:
+def read_regular(path: str | bytes | os.PathLike, limit: int, *, follow: bool = True, dir_fd: int | None = None,
+                 check: Callable[[os.stat_result], str | None] | None = None) -> bytes:
     """Read a regular file of at most ``limit`` bytes; raise OSError (with a strerror a person reads) otherwise.
 
     Never blocks on a FIFO or device (O_NONBLOCK, then fstat). With ``follow=False`` a symbolic
     link is refused (O_NOFOLLOW), and what is read is the file that was checked: use it, with
-    ``dir_fd``, for files in directories other users can write to.
+    ``dir_fd``, for files in directories other users can write to. ``check`` sees the open file's
+    stat and may refuse it by returning the reason.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
@@ -164,6 +166,9 @@ def read_regular(path: str | bytes | os.PathLike, limit: int, *, follow: bool = 
             raise OSError(errno.EINVAL, "a directory, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file")
         if st.st_size > limit:
             raise OSError(errno.EFBIG, f"larger than {limit:,} bytes")
+        refused = check(st) if check else None
+        if refused:
+            raise OSError(errno.EPERM, refused)
         chunks, total = [], 0
         while total <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))

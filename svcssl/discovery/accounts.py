@@ -4,6 +4,8 @@ svcssl runs as root and these directories belong to the accounts' users, who can
 links in them (to ``/etc/shadow``, to another account's key). Nothing here follows a link below
 ``home_root``: each directory and file is opened relative to its parent's descriptor with
 ``O_NOFOLLOW``, so the file read is the file that was checked. A link is reported, not followed.
+A hard link to a file the user could not read (root's key) looks like a regular file: a file is
+read only when it has one link and belongs to the account's user, the owner of its home directory.
 """
 
 from __future__ import annotations
@@ -53,8 +55,21 @@ def storage_path(home_root: Path, account: str, sub: str, name: bytes = b"") -> 
     return path + b"/" + name if name else path
 
 
+def storage_file_problem(st: os.stat_result, account_uid: int) -> str | None:
+    """Why a file in an account's storage must not be read, or None: only the user's own, singly linked files."""
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links: a file with more than one link in an account's SSL storage is not read"
+    if st.st_uid != account_uid:
+        return (f"belongs to uid {st.st_uid}, not to the account's user (uid {account_uid}): "
+                "files of other users in an account's SSL storage are not read")
+    return None
+
+
 def read_storage_file(home_root: Path, account: str, sub: str, name: bytes, limit: int) -> bytes:
-    """Read ``<home_root>/<account>/ssl/<sub>/<name>`` without following any link below home_root."""
+    """Read ``<home_root>/<account>/ssl/<sub>/<name>`` without following any link below home_root.
+
+    Only a regular file with one link, owned by the owner of ``<home_root>/<account>``, is read.
+    """
     if not valid_account_name(account) or sub not in STORAGE_DIRS or b"/" in name or name in (b"", b".", b".."):
         raise OSError(errno.EINVAL, "not a file of an account's SSL storage")
     fds: list[int] = []
@@ -65,7 +80,9 @@ def read_storage_file(home_root: Path, account: str, sub: str, name: bytes, limi
                 fds.append(_open_dir(part, fds[-1]))
             except OSError as exc:
                 raise OSError(exc.errno, _reason(exc)) from None
-        return read_regular(name, limit, follow=False, dir_fd=fds[-1])
+        account_uid = os.fstat(fds[1]).st_uid
+        return read_regular(name, limit, follow=False, dir_fd=fds[-1],
+                            check=lambda st: storage_file_problem(st, account_uid))
     finally:
         for fd in fds:
             os.close(fd)
@@ -81,7 +98,7 @@ def account_exists(home_root: Path, account: str) -> bool:
         return False
 
 
-def _scan_dir(home_root: Path, account: str, sub: str, fd: int, limit: int) -> list[Candidate]:
+def _scan_dir(home_root: Path, account: str, sub: str, fd: int, limit: int, account_uid: int) -> list[Candidate]:
     suffix = STORAGE_DIRS[sub]
     files = []
     with os.scandir(fd) as entries:
@@ -106,6 +123,8 @@ def _scan_dir(home_root: Path, account: str, sub: str, fd: int, limit: int) -> l
                 problem = "not a regular file"
             elif st.st_size > limit:
                 problem = f"larger than {limit:,} bytes"
+            else:
+                problem = storage_file_problem(st, account_uid)
             files.append(Candidate(path, "account", account, Stamp.of(st), read, problem))
     return files
 
@@ -137,7 +156,7 @@ def scan_account(home_root: Path, account: str, limit: int, home_fd: int | None 
                 problems.append(f"ssl/{sub}: {_reason(exc)}")
                 continue
             try:
-                files.extend(_scan_dir(home_root, account, sub, fd, limit))
+                files.extend(_scan_dir(home_root, account, sub, fd, limit, os.fstat(fds[0]).st_uid))
             except OSError as exc:
                 problems.append(f"ssl/{sub}: {_reason(exc)}")
             finally:
