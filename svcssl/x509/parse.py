@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..errors import CertificateParseError, KeyParseError, PasswordError
+from .pbe import check_iteration_counts
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -217,6 +218,7 @@ def read_certificates(data: bytes, *, what: str = "CA bundle", field: str = "cab
 
 
 def read_pkcs12(data: bytes, password: bytes | None, *, field: str = "crt") -> CertificateInput:
+    check_iteration_counts(data, "PKCS#12 file", field)  # before OpenSSL derives any key from the password
     attempts = [password] if password else [None, b""]
     for attempt in attempts:
         try:
@@ -261,9 +263,12 @@ def read_private_key(data: bytes, password: bytes | None = None, *, validate: bo
         block = keys[0]
         loader, payload = serialization.load_pem_private_key, block.pem
         encrypted = block.label == b"ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in block.body.split(b"\n", 1)[0]
+        if block.label == b"ENCRYPTED PRIVATE KEY":
+            check_iteration_counts(_body_der(block, "private key", "key"), "encrypted private key", "key")
     else:
         loader, payload = serialization.load_der_private_key, data
         encrypted = False
+        check_iteration_counts(data, "encrypted private key", "key", unreadable_ok=True)
     try:
         try:
             key = loader(payload, password=password or None, unsafe_skip_rsa_key_validation=not validate)
