@@ -8,6 +8,17 @@ files were put back.
 
 from __future__ import annotations
 
+ECHO_LIMIT = 64  # characters of a user's input a message quotes back
+
+
+def excerpt(value: object, limit: int = ECHO_LIMIT) -> str:
+    """What a message may quote of a user's input: at most ``limit`` characters, control characters escaped."""
+    text = str(value)
+    short = text[:limit]
+    short = "".join(c if c.isprintable() else repr(c)[1:-1] for c in short)
+    return short + "…" if len(text) > limit else short
+
+
 
 class SvcsslError(Exception):
     """Base of every error svcssl reports to a user."""

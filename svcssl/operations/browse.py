@@ -30,7 +30,7 @@ from ..discovery.accounts import (STORAGE_DIRS, account_exists, read_storage_fil
 from ..discovery.apache import read_apache_config, inputs_unchanged
 from ..discovery.index import (AccountRow, Candidate, CertificateIndex, IndexedCertificate, IndexedFile,
                                IndexedProblem, RefreshReport, Stamp, VhostRow, display_path)
-from ..errors import AccessDeniedError, InputError, LockTimeoutError
+from ..errors import AccessDeniedError, InputError, LockTimeoutError, excerpt
 from ..fsutil import read_regular
 from .context import Context
 from .users import PanelUser
@@ -385,7 +385,7 @@ def _check_account(ctx: Context, vis: Visibility, account: str) -> None:
     if visible and vis.all_accounts:
         visible = index(ctx).account(account) is not None
     if not visible:
-        raise InputError(f"There is no account '{account}' among the accounts you may browse.", field="user")
+        raise InputError(f"There is no account '{excerpt(account)}' among the accounts you may browse.", field="user")
 
 
 def account_certificates(ctx: Context, user: PanelUser | None, account: str) -> AccountCertificates:

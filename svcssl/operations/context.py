@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from ..errors import UnknownServiceError
+from ..errors import UnknownServiceError, excerpt
 from ..settings import ServiceSettings, Settings
 from ..store import Store
 
@@ -32,7 +32,7 @@ class Context:
         valid = [s.name for s in self.settings.services.values() if s.enabled or not enabled_only]
         if service is None or name not in valid:
             state = " (it is disabled)" if service is not None else ""
-            raise UnknownServiceError(f"Unknown service '{name}'{state}. Valid services: {', '.join(valid)}.")
+            raise UnknownServiceError(f"Unknown service '{excerpt(name)}'{state}. Valid services: {', '.join(valid)}.")
         return service
 
     def services(self, names: list[str] | tuple[str, ...]) -> list[ServiceSettings]:

@@ -10,7 +10,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..errors import InputError, StoreError
+from ..errors import InputError, StoreError, excerpt
 from ..store import AuditEntry, TokenRecord
 from .context import Context
 from .users import LoginError, PanelUser, get_user
@@ -74,7 +74,7 @@ def list_tokens(ctx: Context) -> list[TokenInfo]:
 def revoke_token(ctx: Context, name: str, *, actor: str) -> TokenInfo:
     record = ctx.store.token_by_name(name)
     if record is None:
-        raise InputError(f"There is no API token named '{name}'.", field="name")
+        raise InputError(f"There is no API token named '{excerpt(name)}'.", field="name")
     ctx.store.revoke_token(name, ctx.now())
     ctx.store.add_audit(AuditEntry(ctx.now(), actor, "token revoke", None, None, None, "ok", name))
     return _info(ctx.store.token_by_name(name))

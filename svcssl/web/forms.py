@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import HiddenField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
+class BoundedStringField(StringField):
+    """A one-line field that is never rendered back longer than its bound (a 10 MB paste is not echoed)."""
+
+    def __init__(self, label=None, validators=None, *, echo_limit: int, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.echo_limit = echo_limit
+
+    def _value(self):
+        value = super()._value()
+        return value if len(value) <= self.echo_limit else ""
+
+
+class PemTextAreaField(TextAreaField):
+    """A PEM text area: rendered back only while it is within the input limit (larger pastes are refused anyway)."""
+
+    def _value(self):
+        value = super()._value()
+        return value if len(value) <= current_app.extensions["svcssl"].settings.limits.max_input_bytes else ""
+
+
 class LoginForm(FlaskForm):
-    username = StringField("User name", validators=[DataRequired(message="Enter your user name."), Length(max=64)])
+    username = BoundedStringField("User name", validators=[DataRequired(message="Enter your user name."),
+                                                           Length(max=64)], echo_limit=64)
     password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1024)])
 
 
@@ -20,14 +42,14 @@ class ServiceCheckboxes(SelectMultipleField):
 
 class InstallForm(FlaskForm):
     services = ServiceCheckboxes("Services", validate_choice=False)
-    crt = TextAreaField("Certificate")
+    crt = PemTextAreaField("Certificate")
     crt_file = FileField("or upload a certificate file (PEM, DER or PKCS#12)")
     password = PasswordField("PKCS#12 password or key passphrase")
-    key = TextAreaField("Private key")
+    key = PemTextAreaField("Private key")
     key_file = FileField("or upload a private key file")
     key_ref = HiddenField()
     key_source = HiddenField()  # store:owner:spki of a key found by Browse or Autofill (resolved on the server)
-    cabundle = TextAreaField("Certificate Authority bundle (optional)")
+    cabundle = PemTextAreaField("Certificate Authority bundle (optional)")
     cabundle_file = FileField("or upload a CA bundle file")
 
 
@@ -37,6 +59,6 @@ class ConfirmForm(FlaskForm):
 
 class TokenForm(FlaskForm):
     user = SelectField("For user", validate_choice=True)
-    name = StringField("Token name (optional)", validators=[Length(max=50)])
-    expires_days = StringField("Expires after (days, optional)",
-                               validators=[Optional(), Regexp(r"^\d{1,4}$", message="Between 1 and 3650 days.")])
+    name = BoundedStringField("Token name (optional)", validators=[Length(max=50)], echo_limit=50)
+    expires_days = BoundedStringField("Expires after (days, optional)", echo_limit=4,
+                                      validators=[Optional(), Regexp(r"^\d{1,4}$", message="Between 1 and 3650 days.")])

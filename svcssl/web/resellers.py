@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from ..errors import InputError
+from ..errors import InputError, excerpt
 from ..operations.accounts import accounts_of, assign_accounts, split_account_names, unassign_accounts
 from ..operations.users import find_user, list_users, set_service_ssl_privilege
 from .auth import current_user, root_required
@@ -54,7 +54,7 @@ def accounts(name: str, action: str):
     ctx = context()
     reseller = find_user(ctx, name)
     if reseller is None or reseller.is_root:
-        abort(404, f"There is no reseller named '{name}'.")
+        abort(404, f"There is no reseller named '{excerpt(name)}'.")
     names = split_account_names(request.form.get("accounts", "")[:65536])
     try:
         if action == "assign":
