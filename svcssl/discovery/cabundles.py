@@ -12,13 +12,14 @@ caIssuers URL (AIA), with a timeout and a size cap, and used only when its signa
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 AIA_TIMEOUT = 5.0  # seconds per download
 AIA_MAX_BYTES = 64 * 1024  # an issuer certificate (or a PKCS#7 of a few) is a few KiB
+AIA_MAX_URLS = 2  # caIssuers URLs tried per certificate
 MAX_CHAIN = 8
 _SHA256 = SHA256()
 
@@ -95,28 +97,80 @@ def _parse_downloaded(data: bytes) -> list[x509.Certificate]:
     return []
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # a redirect could lead anywhere
-        return None
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was resolved and checked, not to a second DNS answer for the host."""
+
+    def __init__(self, host: str, port: int | None, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
-_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int | None, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self):
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _non_public_target(url: str) -> str | None:
-    """Why ``url``'s host must not be fetched (it resolves to a non-public address), or None."""
-    host = urllib.parse.urlsplit(url).hostname
-    if not host:
-        return "the URL names no host"
+def _resolve(host: str, port: int, allow_local: bool) -> tuple[str | None, str | None]:
+    """(the one address to connect to, None) or (None, why ``host`` must not be fetched)."""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return f"{host} does not resolve"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
-            return f"{host} resolves to {address}, an address of this server's own network"
-    return None
+        return None, f"{host} does not resolve"
+    addresses = [info[4][0] for info in infos]
+    if not allow_local:
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            if not address.is_global:
+                return None, f"{host} resolves to {address}, an address of this server's own network"
+    return (addresses[0], None) if addresses else (None, f"{host} does not resolve")
+
+
+def _get(url: str, timeout: float, max_bytes: int, allow_local: bool) -> tuple[bytes | None, str | None]:
+    """GET ``url`` once: resolved once and connected to the address checked (a second DNS answer cannot
+    send it elsewhere), no proxy from the environment, no redirect, at most ``max_bytes + 1`` bytes read
+    and ``timeout`` seconds in all. (body, None) or (None, why not)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None, f"{url} was not downloaded: the port is not valid"
+    if not parts.hostname:
+        return None, f"{url} was not downloaded: the URL names no host"
+    address, refusal = _resolve(parts.hostname, port, allow_local)
+    if refusal:
+        return None, f"{url} was not downloaded: {refusal}"
+    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(parts.hostname, port, address, timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                           headers={"User-Agent": "svcssl", "Connection": "close"})
+        response = connection.getresponse()
+        if response.status != 200:
+            return None, f"downloading {url} failed: HTTP {response.status} {response.reason}"
+        chunks, total = [], 0
+        while total <= max_bytes:
+            if time.monotonic() > deadline:
+                return None, f"downloading {url} failed: timed out"
+            chunk = response.read1(min(16384, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks), None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (getattr(exc, "reason", None) or exc)
+        return None, f"downloading {url} failed: {reason}"
+    finally:
+        connection.close()
 
 
 class AiaFetcher:
@@ -145,18 +199,9 @@ class AiaFetcher:
         with self._lock:
             if url in self._cache:
                 return self._cache[url], None
-        refusal = None if self.allow_local else _non_public_target(url)
-        if refusal:
-            return [], f"{url} was not downloaded: {refusal}"
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": "svcssl"})
-            with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:  # http(s) only, no redirects
-                data = response.read(self.max_bytes + 1)
-        except urllib.error.HTTPError as exc:
-            return [], f"downloading {url} failed: HTTP {exc.code} {exc.reason}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            return [], f"downloading {url} failed: {reason}"
+        data, problem = _get(url, self.timeout, self.max_bytes, self.allow_local)
+        if data is None:
+            return [], problem
         if len(data) > self.max_bytes:
             return [], f"{url} sent more than {self.max_bytes:,} bytes: ignored"
         certificates = _parse_downloaded(data)
@@ -171,7 +216,7 @@ class AiaFetcher:
     def issuer_of(self, cert: x509.Certificate) -> tuple[x509.Certificate | None, str | None, str | None]:
         """(issuer, URL it came from, note on failure)."""
         note = None
-        for url in self.urls(cert):
+        for url in self.urls(cert)[:AIA_MAX_URLS]:  # a certificate may name many: only the first few are tried
             certificates, note = self.download(url)
             issuer = find_issuer(cert, certificates)
             if issuer is not None:

@@ -14,6 +14,7 @@ from ..operations.install import install_certificate
 from ..operations.inventory import expiry_class, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
+from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from .auth import current_user, root_required, service_ssl_required
 from .context import context, service_statuses
@@ -248,7 +249,8 @@ def details(service: str):
     status = data.status
     live = _live_checks([status]).get(status.service.name)
     targets = {t.id for t in ctx.store.rollback_targets(status.service.name)}
-    return render_template("service_ssl/details.html", details=data, status=status, info=status.info,
+    actors = {h.id: actor_seen_by(h.actor, current_user()) for h in data.history}
+    return render_template("service_ssl/details.html", details=data, status=status, info=status.info, actors=actors,
                            live=live, rollback_ids=targets, form=ConfirmForm(), now=ctx.now(),
                            chain_pem=chain_pem(status.installed.chain).decode() if status.installed else "",
                            cert_pem=certificate_pem(status.installed.leaf).decode() if status.installed else "")
