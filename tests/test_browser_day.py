@@ -1,0 +1,95 @@
+"""The administrator's day (issue 13), in Debian's Chromium against a real `svcssl serve`.
+
+At 1280×800 and 1920×1080: the table fits with its actions in view, form errors are summarised at
+the top, results survive a reload (Post/Redirect/Get), Details, Maintenance, Users, key + CSR.
+The browser, context, screenshots and server fixtures are test_browser's, imported rather than copied.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+import pki
+from panel_support import HOST, ROOT_PASSWORD, make_panel
+from test_browser import PAGE, browser, log_in, no_private_key, row, shots, start_panel  # noqa: F401 - fixtures
+
+VIEWPORTS = [pytest.param({"width": 1280, "height": 800}, id="1280x800"),
+             pytest.param({"width": 1920, "height": 1080}, id="1920x1080")]
+
+
+@pytest.fixture(params=VIEWPORTS)
+def context(browser, request):  # noqa: F811 - every test here runs at both sizes
+    ctx = browser.new_context(ignore_https_errors=True, viewport=request.param)
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def panel(tmp_path):
+    return make_panel(tmp_path, apns=True)
+
+
+@pytest.fixture
+def server(panel, start_panel):  # noqa: F811
+    return start_panel(panel.config)
+
+
+def root_page(context, server):
+    page = context.new_page()
+    log_in(page, server, "root", ROOT_PASSWORD)
+    return page
+
+
+def write_worst_certificate(panel) -> None:
+    """exim's files replaced outside svcssl by an expired, SHA-1, RSA-1024, no-SAN certificate for another name."""
+    key = pki.rsa_key(40, bits=1024)
+    leaf = pki.sha1_signed_leaf(["a-very-long-host-name-that-is-not-this-server.legacy.example.org"], key)
+    ca = pki.pki()
+    expired, _ = ca.leaf(["an-expired-and-rather-long-name.example.net"], key=key, san=False,
+                         not_before=pki.NOW - timedelta(days=400), not_after=pki.NOW - timedelta(days=3))
+    (panel.etc / "exim/exim.crt").write_bytes(pki.pem(expired))
+    (panel.etc / "exim/exim.key").write_bytes(pki.key_pem(key))
+    (panel.etc / "ftp/pure-ftpd.pem").write_bytes(pki.key_pem(key) + pki.pem(leaf))
+
+
+def assert_fits(page) -> None:
+    """The page is no wider than the window and every row's actions are inside it."""
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    rows = page.locator("tbody tr[data-service]")
+    assert rows.count() >= 4
+    for i in range(rows.count()):
+        tr = rows.nth(i)
+        for name in ("Reset Certificate", "Certificate Details", "Apply Certificate to Another Service"):
+            link = tr.get_by_role("link", name=name)
+            assert link.is_visible(), (tr.get_attribute("data-service"), name)
+            box = link.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (tr.get_attribute("data-service"), name, box)
+        if tr.locator(".flag").count() <= 2:  # compact rows: one line of links, not a stack of buttons
+            assert tr.bounding_box()["height"] < 110, tr.get_attribute("data-service")
+
+
+# --- 1. the table fits ------------------------------------------------------------------------
+
+
+def test_table_fits_with_the_worst_flags_and_actions_stay_on_screen(panel, start_panel, context, shots):  # noqa: F811
+    write_worst_certificate(panel)
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + PAGE)
+    flags = row(page, "exim").locator(".flags").inner_text()
+    for flag in ("expired", "files changed outside svcssl", "RSA", "no subjectAltName"):
+        assert flag in flags, flags
+    assert "weak" in row(page, "ftp").locator(".flags").inner_text().lower() or "SHA-1" in row(
+        page, "ftp").locator(".flags").inner_text()
+    shots(page, f"day-table-{page.viewport_size['width']}")
+    assert_fits(page)
+    # A narrow window: the table scrolls inside its own box, the actions stay on screen.
+    page.set_viewport_size({"width": 700, "height": 800})
+    for name in ("Reset Certificate", "Certificate Details"):
+        box = row(page, "exim").get_by_role("link", name=name).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 700, box
