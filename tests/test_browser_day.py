@@ -93,3 +93,109 @@ def test_table_fits_with_the_worst_flags_and_actions_stay_on_screen(panel, start
     for name in ("Reset Certificate", "Certificate Details"):
         box = row(page, "exim").get_by_role("link", name=name).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 700, box
+
+
+# --- 2. form errors are summarised at the top --------------------------------------------------
+
+
+def snapshot(panel) -> dict:
+    """Every file under etc/: bytes and mode (nothing may change after a refused form)."""
+    return {p: (p.read_bytes(), p.stat().st_mode) for p in sorted(panel.etc.rglob("*")) if p.is_file()}
+
+
+def test_failed_install_shows_a_focused_error_summary_linking_to_the_field(server, panel, context, shots):
+    page = root_page(context, server)
+    before = snapshot(panel)
+    page.goto(server.url + PAGE + "/install")
+    ca = pki.pki()
+    leaf, _ = ca.leaf([HOST], key=pki.rsa_key(41))
+    page.get_by_role("checkbox", name=re.compile(r"^dovecot\b")).check()
+    page.fill("#crt", pki.pem(leaf).decode())
+    page.fill("#key", pki.key_pem(pki.rsa_key(42)).decode())  # not the certificate's key
+    page.get_by_role("button", name="Install", exact=True).click()
+    summary = page.locator("#error-summary")
+    assert summary.get_attribute("role") == "alert"
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    box = summary.bounding_box()
+    assert 0 <= box["y"] and box["y"] + 40 <= page.viewport_size["height"]  # in view without scrolling
+    link = summary.get_by_role("link", name=re.compile("private key does not match"))
+    shots(page, f"day-error-summary-{page.viewport_size['width']}")
+    link.click()
+    assert page.evaluate("document.activeElement.id") == "key"
+    assert snapshot(panel) == before
+    no_private_key(page)
+
+
+def test_the_certificate_chosen_card_stays_after_a_failed_post(server, panel, context):
+    page = root_page(context, server)
+    page.goto(server.url + PAGE + "/install")
+    page.fill("#crt", (panel.etc / "dovecot/cert.pem").read_text())
+    page.get_by_role("button", name="Autofill by certificate").click()
+    assert "found in" in page.locator("#choice-key").inner_text()
+    page.get_by_role("button", name="Install", exact=True).click()  # no service ticked
+    assert page.locator("#error-summary").is_visible()
+    assert "service" in page.locator("#error-summary").inner_text().lower()
+    assert page.locator("#choice").is_visible()
+    assert "found in" in page.locator("#choice-key").inner_text()
+    no_private_key(page)
+
+
+# --- 3. Post/Redirect/Get -------------------------------------------------------------------
+
+
+def history_count(panel, service: str) -> int:
+    from svcssl.operations.context import open_context
+    ctx = open_context(panel.settings)
+    try:
+        return len(ctx.store.history(service))
+    finally:
+        ctx.store.close()
+
+
+def test_reload_after_install_and_reset_shows_the_result_without_resubmitting(server, panel, context):
+    page = root_page(context, server)
+    page.goto(server.url + PAGE + "/install")
+    ca = pki.pki()
+    leaf, key = ca.leaf([HOST], key=pki.rsa_key(43))
+    page.get_by_role("checkbox", name=re.compile(r"^dovecot\b")).check()
+    page.fill("#crt", pki.pem(leaf).decode())
+    page.fill("#key", pki.key_pem(key).decode())
+    page.fill("#cabundle", pki.pem(ca.intermediate).decode())
+    page.get_by_role("button", name="Install", exact=True).click()
+    assert "/results/" in page.url
+    text = page.locator('.outcome[data-service="dovecot"]').inner_text()
+    count = history_count(panel, "dovecot")
+    page.reload()
+    assert "/results/" in page.url
+    assert page.locator('.outcome[data-service="dovecot"]').inner_text() == text
+    assert history_count(panel, "dovecot") == count
+    no_private_key(page)
+
+    page.goto(server.url + PAGE + "/reset/exim")
+    page.get_by_role("button", name="Reset Certificate").click()
+    assert "/results/" in page.url
+    count = history_count(panel, "exim")
+    page.reload()
+    assert page.locator('.outcome[data-service="exim"]').is_visible()
+    assert history_count(panel, "exim") == count
+
+    # another browser (another session) cannot read the result
+    other = context.browser.new_context(ignore_https_errors=True)
+    try:
+        stranger = other.new_page()
+        log_in(stranger, server, "root", ROOT_PASSWORD)
+        response = stranger.goto(page.url)
+        assert response.status == 404
+    finally:
+        other.close()
+
+
+def test_reload_after_creating_a_token_shows_it_again_without_a_second_token(server, context):
+    page = root_page(context, server)
+    page.goto(server.url + "/scripts/tokens")
+    page.fill("#name", "deploy")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token").inner_text()
+    page.reload()
+    assert page.locator("#new-token").inner_text() == secret
+    assert page.locator('tr[data-token="deploy"]').count() == 1

@@ -16,9 +16,10 @@ from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import current_user, root_required, service_ssl_required
+from .auth import current_user, login_required, root_required, service_ssl_required
 from .context import context, service_statuses
 from .forms import ConfirmForm, InstallForm
+from .results import recall, remember
 from .timeline import timeline_for
 
 bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
@@ -116,7 +117,23 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
     extra.setdefault("apply_from", None)
-    return render_template("service_ssl/install.html", form=form, **extra), status
+    if extra.get("chosen") and (len(extra["chosen"]) > 512 or "\n" in extra["chosen"]):
+        extra["chosen"] = None
+    return render_template("service_ssl/install.html", form=form, error_summary=_error_summary(form, extra), **extra), status
+
+
+FIELD_IDS = {"services": "services-first", "crt": "crt", "password": "password", "key": "key", "cabundle": "cabundle"}
+
+
+def _error_summary(form: InstallForm, extra: dict) -> list[tuple[str | None, str]]:
+    """Every message of this form: (id of the field to jump to, or None; message) for the summary at the top."""
+    items: list[tuple[str | None, str]] = []
+    if extra.get("form_error"):
+        items.append((None, extra["form_error"]))
+    for name, field_id in FIELD_IDS.items():
+        for message in getattr(form, name).errors:
+            items.append((field_id, message))
+    return items
 
 
 def _key_source_origin(reference: str) -> str | None:
@@ -170,7 +187,7 @@ def install():
             except InputError as exc:
                 return _render_install(form, 400, form_error=exc.message)
             _fill_from_choice(form, choice)
-            return _render_install(form, choice=choice)
+            return _render_install(form, choice=choice, chosen=use)
         return _render_install(form, apply_from=apply_from)
 
     if not form.validate_on_submit():
@@ -191,7 +208,7 @@ def install():
         except InputError as exc:
             return _render_install(form, 400, form_error=_field_error(form, exc))
         _fill_from_choice(form, choice, keep_cabundle=cabundle)
-        return _render_install(form, choice=choice, autofilled=True)
+        return _render_install(form, choice=choice, autofilled=True, chosen="autofill")
     try:
         crt = _read_field(form, "crt", "crt_file", limit)
         key = _read_field(form, "key", "key_file", limit)
@@ -204,16 +221,48 @@ def install():
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
                                                  actor=_actor(), key_ref=form.key_ref.data or None)
     except InputError as exc:
-        return _render_install(form, 400, apply_from=apply_from, form_error=_field_error(form, exc))
-    current_app.extensions["svcssl"].live.forget()
-    return render_template("service_ssl/results.html", outcomes=outcomes, warnings=prepared.warnings,
-                           info=prepared.bundle.info, now=ctx.now(), restart_form=ConfirmForm(),
-                           offer_restart=_panel_changed(outcomes))
+        message = _field_error(form, exc)
+        return _render_install(form, 400, apply_from=apply_from, form_error=message,
+                               choice=_chosen_again(form, request.form.get("chosen")),
+                               chosen=request.form.get("chosen"))
+    return _show_results(outcomes, prepared.warnings, prepared.bundle.info)
+
+
+def _chosen_again(form: InstallForm, chosen: str | None) -> CertificateChoice | None:
+    """The "Certificate chosen" card of the form a failed POST came from (rebuilt on the server, never trusted)."""
+    if not chosen or len(chosen) > 512:
+        return None
+    ctx = context()
+    try:
+        if chosen == "autofill":
+            crt = (form.crt.data or "").encode()
+            return autofill_certificate(ctx, current_user(), crt) if crt.strip() else None
+        return use_certificate(ctx, current_user(), chosen)
+    except (InputError, AccessDeniedError):
+        return None
 
 
 def _panel_changed(outcomes) -> bool:
     services = context().settings.services
     return any(o.ok and services[o.service].kind == "panel" for o in outcomes)
+
+
+def _show_results(outcomes, warnings, info):
+    """Post/Redirect/Get: keep the result for this session and send the browser to the page that shows it."""
+    current_app.extensions["svcssl"].live.forget()
+    result_id = remember({"outcomes": tuple(outcomes), "warnings": tuple(warnings), "info": info,
+                          "offer_restart": _panel_changed(outcomes)})
+    return redirect(url_for(".results", result_id=result_id), code=303)
+
+
+@bp.route(PAGE + "/results/<result_id>")
+@service_ssl_required
+def results(result_id: str):
+    result = recall(result_id)
+    if result is None:
+        abort(404, "This result is no longer available (results are kept for an hour, for the session that "
+                   "made them). The service table shows the current state.")
+    return render_template("service_ssl/results.html", now=context().now(), restart_form=ConfirmForm(), **result)
 
 
 @bp.route(PAGE + "/reset/<service>", methods=["GET", "POST"])
@@ -229,11 +278,8 @@ def reset(service: str):
         if not form.validate_on_submit():
             abort(400, "The form expired or was not sent from this page. Try again.")
         outcome = reset_certificate(ctx, svc.name, actor=_actor())
-        current_app.extensions["svcssl"].live.forget()
         info = service_details(ctx, svc.name).status.info
-        return render_template("service_ssl/results.html", outcomes=[outcome], warnings=(
-            "The new certificate is self-signed: clients will not trust it.",), info=info, now=ctx.now(),
-            restart_form=ConfirmForm(), offer_restart=_panel_changed([outcome]))
+        return _show_results([outcome], ("The new certificate is self-signed: clients will not trust it.",), info)
     return render_template("service_ssl/reset_confirm.html", service=svc, form=form,
                            hostname=ctx.settings.server.hostname)
 
@@ -269,10 +315,8 @@ def rollback(service: str):
     except InputError as exc:
         flash(exc.message, "error")
         return redirect(url_for(".details", service=service) if service in ctx.settings.services else url_for(".index"))
-    current_app.extensions["svcssl"].live.forget()
     info = service_details(ctx, service).status.info
-    return render_template("service_ssl/results.html", outcomes=[outcome], warnings=(), info=info, now=ctx.now(),
-                           restart_form=ConfirmForm(), offer_restart=_panel_changed([outcome]))
+    return _show_results([outcome], (), info)
 
 
 @bp.route("/restart_panel", methods=["POST"])
@@ -286,4 +330,10 @@ def restart_panel():
         flash("This panel is not running under `svcssl serve`; restart it the way you started it.", "error")
         return redirect(url_for(".index"))
     control.request_restart()
+    return redirect(url_for(".restarting"), code=303)
+
+
+@bp.route("/restarting")
+@login_required
+def restarting():
     return render_template("service_ssl/restarting.html")
