@@ -23,7 +23,8 @@ from .operations.inventory import ServiceStatus, list_services, service_details
 from .operations.livecheck import LiveCheck, check_services, check_statuses
 from .operations.reset import reset_certificate
 from .operations.rollback import rollback_certificate
-from .operations.users import create_user, ensure_root, set_password, set_service_ssl_privilege
+from .operations.users import (create_user, delete_user, ensure_root, list_users, set_password,
+                               set_service_ssl_privilege)
 from .deploy.layout import installed_certificate_path, installed_key_path
 from .settings import load_settings
 from .whm import certificate_info
@@ -200,6 +201,26 @@ def cmd_user_add(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_user_passwd(ctx: Context, args: argparse.Namespace) -> int:
     set_password(ctx, args.name, _read_password(args.password_file), actor=CLI_ACTOR)
     print(f"Password of '{args.name}' changed; its open sessions end.")
+    return EXIT_OK
+
+
+def cmd_user_list(ctx: Context, args: argparse.Namespace) -> int:
+    users = list_users(ctx)
+    if args.json:
+        print(json.dumps([{"name": u.name, "role": u.role, "service_ssl": u.may_manage_service_ssl} for u in users],
+                         indent=2))
+        return EXIT_OK
+    rows = [["USER", "ROLE", "SERVICE SSL"]]
+    rows += [[u.name, u.role, "yes" if u.may_manage_service_ssl else "no"] for u in users]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_user_delete(ctx: Context, args: argparse.Namespace) -> int:
+    delete_user(ctx, args.name, actor=CLI_ACTOR)
+    print(f"Deleted user '{args.name}': its API tokens are revoked and its sessions ended.")
     return EXIT_OK
 
 
@@ -550,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("--password-file", required=True, metavar="FILE")
     q.set_defaults(func=cmd_user_passwd)
+    q = user_sub.add_parser("list", help="list the users")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_user_list)
+    q = user_sub.add_parser("delete", help="delete a reseller (revokes its API tokens, ends its sessions)")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_user_delete)
 
     p = sub.add_parser("reseller", help="grant or revoke a reseller's service-SSL privilege")
     reseller_sub = p.add_subparsers(dest="reseller_command", required=True, metavar="ACTION")

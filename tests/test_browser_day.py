@@ -199,3 +199,55 @@ def test_reload_after_creating_a_token_shows_it_again_without_a_second_token(ser
     page.reload()
     assert page.locator("#new-token").inner_text() == secret
     assert page.locator('tr[data-token="deploy"]').count() == 1
+
+
+# --- 8. users -------------------------------------------------------------------------------
+
+
+def test_root_creates_a_reseller_sets_its_password_and_deletes_it(server, panel, context, browser):  # noqa: F811
+    page = root_page(context, server)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
+    assert page.get_by_role("heading", name="Users", exact=True).is_visible()
+    assert page.locator('tr[data-user="root"]').is_visible() and page.locator('tr[data-user="bob"]').is_visible()
+    # a mistake first: the two passwords differ
+    page.fill("#username", "dave")
+    page.fill("#password", "dave-password-1")
+    page.fill("#confirm", "dave-password-2")
+    page.get_by_role("button", name="Create reseller").click()
+    assert "The two passwords differ." in page.locator("#error-summary").inner_text()
+    assert page.locator('tr[data-user="dave"]').count() == 0
+    page.fill("#password", "dave-password-1")
+    page.fill("#confirm", "dave-password-1")
+    page.get_by_role("button", name="Create reseller").click()
+    assert "created" in page.locator(".flash").inner_text()
+    page.reload()  # Post/Redirect/Get: nothing is created twice, no resubmission
+    assert page.locator('tr[data-user="dave"]').count() == 1
+
+    other = browser.new_context(ignore_https_errors=True)
+    try:
+        dave = other.new_page()
+        log_in(dave, server, "dave", "dave-password-1")
+        # root sets dave's password: dave's open session ends
+        page.locator('tr[data-user="dave"]').get_by_role("link", name="Set the password of dave").click()
+        page.fill("#password", "dave-password-9")
+        page.fill("#confirm", "dave-password-9")
+        page.get_by_role("button", name="Set password").click()
+        assert "sessions have ended" in page.locator(".flash").inner_text()
+        dave.goto(server.url + "/")
+        assert "/login" in dave.url
+        log_in(dave, server, "dave", "dave-password-9")
+        # root deletes dave: logged out at once
+        page.locator('tr[data-user="dave"]').get_by_role("link", name="Delete dave").click()
+        assert page.get_by_role("heading", name="Delete the user “dave”?").is_visible()
+        page.get_by_role("button", name="Delete dave").click()
+        assert "deleted" in page.locator(".flash").inner_text()
+        assert page.locator('tr[data-user="dave"]').count() == 0
+        dave.goto(server.url + "/")
+        assert "/login" in dave.url
+        dave.fill("#username", "dave")
+        dave.fill("#password", "dave-password-9")
+        dave.get_by_role("button", name="Log in").click()
+        assert "/login" in dave.url
+    finally:
+        other.close()
+    assert page.locator('tr[data-user="root"]').get_by_role("link", name=re.compile("^Delete")).count() == 0

@@ -53,6 +53,18 @@ class InstallForm(FlaskForm):
     cabundle_file = FileField("or upload a CA bundle file")
 
 
+class NewUserForm(FlaskForm):
+    username = BoundedStringField("User name", validators=[DataRequired(message="Enter a user name."), Length(max=32)],
+                                  echo_limit=32)
+    password = PasswordField("Password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
+    confirm = PasswordField("Password again", validators=[DataRequired(message="Enter the password again.")])
+
+
+class PasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(message="Enter the password again.")])
+
+
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: confirmations, rollbacks, grants, restarts."""
 
