@@ -14,7 +14,7 @@ import pytest
 
 import pki
 from panel_support import HOST, ROOT_PASSWORD, make_panel
-from test_browser import PAGE, browser, log_in, no_private_key, row, shots, start_panel  # noqa: F401 - fixtures
+from test_browser import PAGE, browser, install_directly, log_in, no_private_key, row, shots, start_panel  # noqa: F401 - fixtures
 
 VIEWPORTS = [pytest.param({"width": 1280, "height": 800}, id="1280x800"),
              pytest.param({"width": 1920, "height": 1080}, id="1920x1080")]
@@ -251,3 +251,81 @@ def test_root_creates_a_reseller_sets_its_password_and_deletes_it(server, panel,
     finally:
         other.close()
     assert page.locator('tr[data-user="root"]').get_by_role("link", name=re.compile("^Delete")).count() == 0
+
+
+# --- 4. reset describes both certificates; 5. Details --------------------------------------------
+
+
+def test_reset_confirmation_describes_the_current_and_the_new_certificate(tmp_path, start_panel, context):  # noqa: F811
+    panel = make_panel(tmp_path, extra="[certificates]\nkey_type = \"ecdsa-p256\"\nself_signed_days = 30\n")
+    install_directly(panel, ["dovecot"], 46)
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + PAGE)
+    row(page, "dovecot").get_by_role("link", name="Reset Certificate").click()
+    current = page.locator("#reset-current").inner_text()
+    assert "issued by Test Intermediate 0" in current and "days left" in current and "RSA, 2,048-bit" in current
+    assert "self-signed" not in current
+    new = page.locator("#reset-new").inner_text()
+    assert "ECDSA, P-256" in new and "valid 30 days" in new and HOST in new
+    assert "RSA 2,048" not in new and "365" not in page.locator("main").inner_text()
+    page.get_by_role("button", name="Reset Certificate").click()
+    page.get_by_role("link", name="Back to Manage Service SSL Certificates").click()
+    assert row(page, "dovecot").locator(".key").inner_text().startswith("ECDSA, P-256")
+
+
+def test_details_says_expired_days_ago_and_offers_reset_apply_download(panel, start_panel, context):  # noqa: F811
+    write_worst_certificate(panel)
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + PAGE)
+    row(page, "exim").get_by_role("link", name="Certificate Details").click()
+    assert re.fullmatch(r"expired \d+ days ago", page.locator("#days-left").inner_text()), page.locator("#days-left").inner_text()
+    assert "-" not in page.locator("#days-left").inner_text()
+    assert page.get_by_role("link", name="Reset Certificate").is_visible()
+    assert page.get_by_role("link", name="Apply Certificate to Another Service").is_visible()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download certificate (PEM)").click()
+    body = open(download.value.path(), "rb").read()
+    assert body == (panel.etc / "exim/exim.crt").read_bytes() and b"PRIVATE KEY" not in body
+    assert download.value.suggested_filename == "exim-cert.pem"
+    page.goto(server.url + PAGE + "/details/dovecot")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download full chain (PEM)").click()
+    body = open(download.value.path(), "rb").read()
+    assert body.count(b"BEGIN CERTIFICATE") >= 1 and b"PRIVATE KEY" not in body
+    assert body == (panel.etc / "dovecot/cert.pem").read_bytes()
+    # Reset from Details
+    page.get_by_role("link", name="Reset Certificate").click()
+    assert page.get_by_role("heading", name="Reset the certificate of “dovecot”?").is_visible()
+
+
+# --- 6. Apply when the files were changed outside svcssl ---------------------------------------
+
+
+def test_apply_after_files_changed_outside_svcssl_finds_the_key_or_says_why(panel, start_panel, context):  # noqa: F811
+    ca = pki.pki()
+    leaf, key = ca.leaf([HOST], key=pki.rsa_key(44))
+    (panel.etc / "dovecot/cert.pem").write_bytes(pki.pem(leaf, ca.intermediate))
+    (panel.etc / "dovecot/key.pem").write_bytes(pki.key_pem(key))
+    other, _ = ca.leaf([HOST], key=pki.rsa_key(45))
+    (panel.etc / "exim/exim.crt").write_bytes(pki.pem(other))  # its key is nowhere on the server
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + PAGE)
+    assert "files changed outside svcssl" in row(page, "dovecot").locator(".flags").inner_text()
+    row(page, "dovecot").get_by_role("link", name="Apply Certificate to Another Service").click()
+    assert "changed outside svcssl" in page.locator("#apply-key-note").inner_text()
+    page.get_by_role("checkbox", name=re.compile(r"^ftp\b")).check()
+    page.get_by_role("button", name="Install", exact=True).click()
+    assert "ok" in page.locator('.outcome[data-service="ftp"]').get_attribute("class")
+    no_private_key(page)
+
+    page.goto(server.url + PAGE)
+    row(page, "exim").get_by_role("link", name="Apply Certificate to Another Service").click()
+    problem = page.locator("#apply-key-problem").inner_text()
+    assert "changed outside svcssl" in problem and "Paste the private key" in problem
+    page.get_by_role("checkbox", name=re.compile(r"^ftp\b")).check()
+    page.get_by_role("button", name="Install", exact=True).click()
+    summary = page.locator("#error-summary").inner_text()
+    assert "changed outside svcssl" in summary and "No private key was given" in summary

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from ..errors import AccessDeniedError, InputError
+from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.install import install_certificate
@@ -16,6 +16,7 @@ from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem, key_pem
+from ..x509.generate import key_type_label
 from .auth import current_user, login_required, root_required, service_ssl_required
 from .context import context, service_statuses
 from .forms import ConfirmForm, InstallForm
@@ -100,6 +101,24 @@ def _apply_source(form: InstallForm, source: str) -> str:
     return source
 
 
+def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | None]:
+    """When the source's key is not in svcssl's store (its files were changed outside svcssl): look for it on
+    the server by its public key, and say what happened — (note, problem)."""
+    if form.key_ref.data:
+        return None, None
+    changed = f"The files of “{source}” were changed outside svcssl, so svcssl's store does not hold this certificate's key."
+    try:
+        choice = autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
+    except (InputError, AccessDeniedError):
+        choice = None
+    if choice is not None and choice.key is not None:
+        form.key_source.data = choice.key.reference
+        return f"{changed} The matching key was found in {choice.key.origin} and is used by reference.", None
+    return None, (f"{changed} No private key on this server that you may use matches it. Paste the private key of "
+                  f"this certificate below (or upload it), or install the certificate with its key on “{source}” "
+                  "first, then apply it.")
+
+
 def _render_install(form: InstallForm, status: int = 200, **extra):
     """The install form; a private key is never sent back to the browser (the key field is emptied)."""
     if form.key.data and form.key.data.strip():
@@ -178,6 +197,8 @@ def install():
             except InputError as exc:
                 flash(exc.message, "error")
                 return redirect(url_for(".index"))
+            note, problem = _apply_key_note(form, apply_from)
+            return _render_install(form, apply_from=apply_from, apply_note=note, apply_problem=problem)
         use = request.args.get("use")
         if use:
             try:
@@ -209,6 +230,7 @@ def install():
             return _render_install(form, 400, form_error=_field_error(form, exc))
         _fill_from_choice(form, choice, keep_cabundle=cabundle)
         return _render_install(form, choice=choice, autofilled=True, chosen="autofill")
+    key = None
     try:
         crt = _read_field(form, "crt", "crt_file", limit)
         key = _read_field(form, "key", "key_file", limit)
@@ -221,6 +243,10 @@ def install():
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
                                                  actor=_actor(), key_ref=form.key_ref.data or None)
     except InputError as exc:
+        if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
+            exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
+                             "(its files were changed outside svcssl). Paste the private key of this certificate.",
+                             field="key")
         message = _field_error(form, exc)
         return _render_install(form, 400, apply_from=apply_from, form_error=message,
                                choice=_chosen_again(form, request.form.get("chosen")),
@@ -280,8 +306,11 @@ def reset(service: str):
         outcome = reset_certificate(ctx, svc.name, actor=_actor())
         info = service_details(ctx, svc.name).status.info
         return _show_results([outcome], ("The new certificate is self-signed: clients will not trust it.",), info)
+    certificates = ctx.settings.certificates
     return render_template("service_ssl/reset_confirm.html", service=svc, form=form,
-                           hostname=ctx.settings.server.hostname)
+                           hostname=ctx.settings.server.hostname, status=service_details(ctx, svc.name).status,
+                           now=ctx.now(), new_key=key_type_label(certificates.key_type),
+                           new_days=certificates.self_signed_days)
 
 
 @bp.route(PAGE + "/details/<service>")
@@ -297,9 +326,29 @@ def details(service: str):
     targets = {t.id for t in ctx.store.rollback_targets(status.service.name)}
     actors = {h.id: actor_seen_by(h.actor, current_user()) for h in data.history}
     return render_template("service_ssl/details.html", details=data, status=status, info=status.info, actors=actors,
+                           expiry=expiry_class(status.info, ctx.now()) if status.info else "expired",
                            live=live, rollback_ids=targets, form=ConfirmForm(), now=ctx.now(),
                            chain_pem=chain_pem(status.installed.chain).decode() if status.installed else "",
                            cert_pem=certificate_pem(status.installed.leaf).decode() if status.installed else "")
+
+
+@bp.route(PAGE + "/download/<service>/<any(certificate, fullchain):part>")
+@service_ssl_required
+def download(service: str, part: str):
+    """The installed certificate, or it with its chain, as PEM. Never the key."""
+    ctx = context()
+    try:
+        status = service_details(ctx, service).status
+    except InputError as exc:
+        abort(404, exc.message)
+    if status.installed is None:
+        abort(404, f"The service '{status.service.name}' has no readable certificate: {status.problem}")
+    body = certificate_pem(status.installed.leaf)
+    if part == "fullchain":
+        body += chain_pem(status.installed.chain)
+    name = f"{status.service.name}-{'fullchain' if part == 'fullchain' else 'cert'}.pem"
+    return current_app.response_class(body, mimetype="application/x-pem-file",
+                                      headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.route(PAGE + "/rollback/<service>", methods=["POST"])
