@@ -329,3 +329,77 @@ def test_apply_after_files_changed_outside_svcssl_finds_the_key_or_says_why(pane
     page.get_by_role("button", name="Install", exact=True).click()
     summary = page.locator("#error-summary").inner_text()
     assert "changed outside svcssl" in summary and "No private key was given" in summary
+
+
+# --- 7. Maintenance: dry run, confirmed run, touch files, the hostname's problem on the main page ---------
+
+
+@pytest.fixture
+def dns_elsewhere():
+    from servers.dns import start_dns_server
+    server = start_dns_server({HOST: {"A": ["192.0.2.2"]}})  # the hostname resolves, but not to this server
+    yield server
+    server.stop()
+
+
+def wait_for_run(page, server, dry: bool, timeout: float = 40.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.goto(server.url + "/scripts2/maintenance")
+        summary = page.locator("details.run summary").first
+        if page.locator("ol.progress").count() == 0 and summary.count() and (
+                ("(dry run)" in summary.inner_text()) == dry):
+            return summary
+        time.sleep(0.3)
+    raise AssertionError(page.locator("main").inner_text())
+
+
+def test_maintenance_dry_run_confirmed_run_touch_files_and_hostname_fix(tmp_path, start_panel, context,  # noqa: F811
+                                                                        dns_elsewhere):
+    panel = make_panel(tmp_path, extra=f'[dns]\nnameservers = ["{dns_elsewhere.nameserver}"]\ntimeout = 1\n')
+    panel.config.write_text(panel.config.read_text().replace(f'hostname = "{HOST}"\n',
+                                                             f'hostname = "{HOST}"\nmain_ip = "127.0.0.1"\n', 1))
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + "/scripts2/maintenance")
+    # touch files: switched from the page, with their meaning, audited
+    item = page.locator('li[data-touch="disable_service_certificate_management"]')
+    assert "no automatic replacement of any service certificate" in item.inner_text()
+    item.get_by_role("button", name="Create disable_service_certificate_management").click()
+    assert "is now present" in page.locator(".flash").inner_text()
+    assert (panel.state / "disable_service_certificate_management").exists()
+    assert page.locator('li[data-touch="disable_service_certificate_management"] strong').inner_text() == "present"
+    page.reload()  # Post/Redirect/Get: no second change
+    page.locator('li[data-touch="disable_service_certificate_management"]').get_by_role("button", name=re.compile(
+        "^Remove")).click()
+    assert not (panel.state / "disable_service_certificate_management").exists()
+    page.goto(server.url + "/scripts/audit")
+    audit = page.locator("main").inner_text()
+    assert "touch file create" in audit and "touch file remove" in audit
+
+    # dry run: shows what a run would do, changes nothing
+    before = snapshot(panel)
+    page.goto(server.url + "/scripts2/maintenance")
+    page.get_by_role("button", name="Dry run").click()
+    summary = wait_for_run(page, server, dry=True)
+    run = page.locator("details.run").first
+    text = run.inner_text()
+    assert "does not resolve to this server" in text or "192.0.2.2" in text, text
+    assert "Fix:" in text and "127.0.0.1" in text
+    assert snapshot(panel) == before
+    # the hostname's problem, with its fix, on the main page too
+    page.goto(server.url + PAGE)
+    problem = page.locator("#hostname-problem").inner_text()
+    assert HOST in problem and "Fix:" in problem and "127.0.0.1" in problem
+
+    # Run now asks first, saying what it will change
+    page.goto(server.url + "/scripts2/maintenance")
+    page.get_by_role("link", name="Run now…").click()
+    assert page.get_by_role("heading", name="Run maintenance now?").is_visible()
+    plan = page.locator("#run-plan").inner_text()
+    assert HOST in plan and "What the last dry run planned" in plan and "self-signed" in plan
+    assert snapshot(panel) == before  # asking changes nothing
+    page.get_by_role("button", name="Run maintenance now").click()
+    wait_for_run(page, server, dry=False)
+    assert "— panel —" in page.locator("details.run summary").first.inner_text()

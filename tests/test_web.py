@@ -405,7 +405,7 @@ def test_maintenance_page_run_now_and_touch_files(tmp_path):
     assert re.search(r"disable_auto_hostname_certificate</code>: <strong>present", page.text)
     assert re.search(r"disable_service_certificate_management</code>: <strong>absent", page.text)
     assert "No run yet." in page.text
-    assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 302
+    assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 303
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = client.get("/scripts2/maintenance")

@@ -69,7 +69,18 @@ def index():
             "timeline": timeline_for(info, now, axis_start, axis_end) if info else None,
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
-                           form=ConfirmForm())
+                           form=ConfirmForm(), hostname_problem=_hostname_problem(ctx))
+
+
+def _hostname_problem(ctx):
+    """The last maintenance run's word on the hostname, when it cannot get a certificate (with the fix)."""
+    runs = ctx.store.runs(1)
+    if not runs:
+        return None
+    found = runs[0].report.get("hostname") or {}
+    if not found.get("blocker") or found.get("name") != ctx.settings.server.hostname.lower().rstrip("."):
+        return None
+    return {"at": runs[0].started_at, "blocker": found["blocker"], "fix": found.get("fix")}
 
 
 def _service_choices():
