@@ -26,7 +26,7 @@ from .operations.rollback import rollback_certificate
 from .operations.users import (create_user, delete_user, ensure_root, list_users, set_password,
                                set_service_ssl_privilege)
 from .deploy.layout import installed_certificate_path, installed_key_path
-from .settings import load_settings
+from .settings import KEY_TYPES, load_settings
 from .whm import certificate_info
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
@@ -170,10 +170,43 @@ def cmd_install(ctx: Context, args: argparse.Namespace) -> int:
     key = read_bounded(args.key, limit, "key") if args.key else None
     cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
     password = read_bounded(args.password_file, 4096, "password", "a password").rstrip(b"\r\n") if args.password_file else None
+    if key is None:
+        key, cabundle = _key_found_for(ctx, crt, cabundle, password)
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return _report(outcomes)
+
+
+def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
+                   password: bytes | None) -> tuple[bytes | None, bytes | None]:
+    """No --key: unless the certificate file holds its key, find it on this server (Autofill), e.g. the key
+    `svcssl csr create` kept; the CA bundle too when none was given."""
+    from .operations.autofill import autofill_certificate, load_key
+    from .x509.encode import key_pem
+    from .x509.parse import read_certificate_input
+
+    if password is not None or read_certificate_input(crt, validate_keys=False).keys:
+        return None, cabundle  # PKCS#12 or a combined PEM: the key travels with the certificate
+    _refresh_first(ctx)
+    choice = autofill_certificate(ctx, None, crt)
+    if choice.key is None:
+        raise InputError("No private key was given and none on this server matches the certificate: "
+                         "give --key FILE.", field="key")
+    print(f"Private key: {choice.key.origin}", file=sys.stderr)
+    if cabundle is None and choice.cabundle_pem:
+        cabundle = choice.cabundle_pem.encode()
+    return key_pem(load_key(ctx, None, choice.key.reference)), cabundle
+
+
+def cmd_csr_create(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.csr import create_csr
+
+    result = create_csr(ctx, args.domains, args.key_type, actor=CLI_ACTOR)
+    print(f"Key {result.key_label} kept in {result.key_path} (0600, never shown). When the CA's certificate comes "
+          f"back: svcssl install SERVICE --cert FILE", file=sys.stderr)
+    print(result.csr_pem, end="")
+    return EXIT_OK
 
 
 def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
@@ -518,10 +551,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install", help="install a certificate on one or more services")
     p.add_argument("service", nargs="+")
     p.add_argument("--cert", required=True, metavar="FILE", help="PEM, DER or PKCS#12; may also hold the key and chain")
-    p.add_argument("--key", metavar="FILE", help="private key (PEM or DER)")
+    p.add_argument("--key", metavar="FILE", help="private key (PEM or DER); without it, the key is looked for on "
+                   "this server (e.g. the one `svcssl csr create` kept)")
     p.add_argument("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
     p.add_argument("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("csr", help="a new private key (kept on this server) and a certificate signing request")
+    csr_sub = p.add_subparsers(dest="csr_command", required=True, metavar="ACTION")
+    q = csr_sub.add_parser("create", help="print a PEM CSR for the names; the key stays in svcssl's key store")
+    q.add_argument("--domains", nargs="+", required=True, metavar="NAME", help="the first is the Common Name")
+    q.add_argument("--key-type", choices=KEY_TYPES, help="default: [certificates] key_type")
+    q.set_defaults(func=cmd_csr_create)
 
     p = sub.add_parser("reset", help="install a new self-signed certificate for the hostname")
     p.add_argument("service", nargs="+")

@@ -54,3 +54,59 @@ def test_users_page_refuses_bad_input_with_400_and_changes_nothing(root, bob, pa
     assert bob.get("/scripts/users").status_code == 403
     assert root.post("/scripts/users/bob/delete", data={"csrf_token": "forged"}).status_code == 400
     assert 'data-user="bob"' in root.get("/scripts/users").text
+
+
+def test_csr_create_keeps_the_key_and_install_without_key_finds_it(run_cli, simple_config, tmp_path):
+    import os
+    import stat
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    import pki
+
+    made = run_cli("csr", "create", "--domains", "mail.example.com", "smtp.example.com", "--key-type", "ecdsa-p256",
+                   config=simple_config)
+    assert made.code == 0, made.err
+    assert made.out.startswith("-----BEGIN CERTIFICATE REQUEST-----") and "PRIVATE KEY" not in made.out + made.err
+    csr = x509.load_pem_x509_csr(made.out.encode())
+    assert csr.is_signature_valid and isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
+    names = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert names == ["mail.example.com", "smtp.example.com"]
+    keys = tmp_path / "state/keys"
+    files = list(keys.glob("*.key"))
+    assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert files[0].name in made.err  # says where the key is, never the key
+
+    # the CA signs the CSR; install without --key finds the kept key (and the CA bundle given)
+    ca = pki.pki()
+    leaf = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca.intermediate.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(pki.NOW).not_valid_after(pki.NOW + __import__("datetime").timedelta(days=90))
+            .add_extension(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value, critical=False)
+            .sign(ca.intermediate_key, __import__("cryptography.hazmat.primitives.hashes", fromlist=["SHA256"]).SHA256()))
+    cert_file, chain_file = tmp_path / "signed.crt", tmp_path / "chain.pem"
+    cert_file.write_bytes(pki.pem(leaf))
+    chain_file.write_bytes(pki.pem(ca.intermediate))
+    installed = run_cli("install", "dovecot", "--cert", str(cert_file), "--cabundle", str(chain_file),
+                        config=simple_config)
+    assert installed.code == 0, installed.err
+    assert "svcssl's key store" in installed.err
+    listing = {r["service"]: r for r in json.loads(run_cli("list", "--json", config=simple_config).out)}
+    from svcssl.x509.inspect import fingerprint
+    assert listing["dovecot"]["fingerprint"] == fingerprint(leaf)
+
+    # bad input: a clear message, nothing written
+    before = sorted(os.listdir(keys))
+    for args, message in [(["--domains", "not a name!"], "is not a valid domain name"),
+                          (["--domains", "localhost"], "only one label"),
+                          (["--domains", "a.example.com", "bad-.example.com"], "is not a valid domain name")]:
+        bad = run_cli("csr", "create", *args, config=simple_config)
+        assert bad.code == 2 and message in bad.err, bad.err
+    assert sorted(os.listdir(keys)) == before
+    # a certificate whose key is nowhere: says to give --key
+    other, _ = ca.leaf(["mail.example.com"], key=pki.rsa_key(47))
+    cert_file.write_bytes(pki.pem(other))
+    missing = run_cli("install", "dovecot", "--cert", str(cert_file), config=simple_config)
+    assert missing.code == 2 and "give --key FILE" in missing.err

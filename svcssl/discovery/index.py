@@ -33,7 +33,7 @@ from ..x509.inspect import CURVE_NAMES, CertificateInfo, describe, spki_sha256
 from ..x509.parse import (CERTIFICATE_LABELS, KEY_LABELS, check_certificate, looks_like_pem, read_private_key,
                           split_pem)
 
-STORES = ("account", "apache", "cabundle", "service")
+STORES = ("account", "apache", "cabundle", "service", "keystore")
 BATCH = 500  # changed files per write transaction: other writers never wait long
 
 
@@ -69,7 +69,7 @@ class Candidate:
     """A file that exists now and belongs in the index. ``read`` is called only when it changed."""
 
     path: bytes
-    store: str  # account | apache | cabundle | service
+    store: str  # account | apache | cabundle | service | keystore (svcssl's own keys)
     owner: str  # the account for store "account", else ""
     stamp: Stamp | None  # None: could not be stat'ed (the problem says why)
     read: Callable[[], bytes]

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 REFRESH_INTERVAL = 300  # seconds between the scheduled refreshes in `svcssl serve`
 MIN_INTERVAL = 60  # the CLI refreshes first when the index is older than this
 CA_FILE_LIMIT = 4 * 1024 * 1024  # a CA directory file may be a whole trust bundle
-ALL_STORES = ("account", "apache", "cabundle", "service")
-_REFERENCE = re.compile(r"^(account|apache|service):([a-z0-9_.-]{0,32}):([0-9a-f]{64})$")
+ALL_STORES = ("account", "apache", "cabundle", "service", "keystore")
+_REFERENCE = re.compile(r"^(account|apache|service|keystore):([a-z0-9_.-]{0,32}):([0-9a-f]{64})$")
 
 
 # --- who may see what -----------------------------------------------------------------------------
@@ -60,7 +60,7 @@ class Visibility:
             return self.all_accounts or owner in self.accounts
         if store == "apache":
             return self.apache
-        if store == "service":
+        if store in ("service", "keystore"):  # svcssl's own key store holds keys made for service certificates
             return self.services
         return False  # CA directories hold no keys anyone should take
 
@@ -122,6 +122,8 @@ def origin_of(store: str, owner: str, path: bytes) -> str:
         return f"Apache ({where})"
     if store == "service":
         return f"a service's files ({where})"
+    if store == "keystore":
+        return f"svcssl's key store ({where})"
     return f"the CA directory ({where})"
 
 
@@ -143,6 +145,11 @@ def read_indexed_file(ctx: Context, file: IndexedFile) -> bytes:
 
 
 # --- the refresh ---------------------------------------------------------------------------------
+
+
+def key_store_dir(ctx: Context):
+    """svcssl's own key store (keys generated with a CSR), 0700 under the state directory."""
+    return ctx.settings.server.state_dir / "keys"
 
 
 def _stat_candidate(path: bytes, store: str, limit: int, ctx: Context) -> Candidate:
@@ -211,6 +218,14 @@ def _other_candidates(ctx: Context, vhosts: list[VhostRow]) -> Iterator[Candidat
         for path in (service.cert_file, service.key_file, service.chain_file, service.combined_file):
             if path is not None:
                 yield _stat_candidate(os.fsencode(path), "service", limit, ctx)
+    keys = key_store_dir(ctx)
+    try:
+        with os.scandir(keys) as entries:
+            names = sorted(e.name for e in entries if e.name.endswith(".key") and not e.name.startswith("."))
+    except OSError:
+        names = []
+    for name in names:
+        yield _stat_candidate(os.fsencode(os.path.join(keys, name)), "keystore", limit, ctx)
     for directory in ctx.settings.cabundles.dirs:
         try:
             with os.scandir(directory) as entries:

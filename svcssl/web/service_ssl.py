@@ -172,7 +172,7 @@ def _key_source_origin(reference: str) -> str | None:
     except InputError:
         return None
     return {"account": f"the SSL storage of account {owner}", "apache": "Apache's files",
-            "service": "a service's files"}.get(store)
+            "service": "a service's files", "keystore": "svcssl's key store"}.get(store)
 
 
 def _fill_from_choice(form: InstallForm, choice: CertificateChoice, *, keep_cabundle: bytes | None = None) -> None:
