@@ -403,3 +403,53 @@ def test_maintenance_dry_run_confirmed_run_touch_files_and_hostname_fix(tmp_path
     page.get_by_role("button", name="Run maintenance now").click()
     wait_for_run(page, server, dry=False)
     assert "— panel —" in page.locator("details.run summary").first.inner_text()
+
+
+# --- 9. key + CSR from the Install page; Autofill finds the key when the certificate comes back --------------
+
+
+def sign_csr(csr_pem: str):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    ca = pki.pki()
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca.intermediate.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(pki.NOW - timedelta(hours=1)).not_valid_after(pki.NOW + timedelta(days=90))
+            .add_extension(san, critical=False).sign(ca.intermediate_key, hashes.SHA256()))
+
+
+def test_generate_key_and_csr_then_autofill_finds_the_key(server, panel, context):
+    page = root_page(context, server)
+    page.goto(server.url + PAGE + "/install")
+    page.get_by_role("link", name="Generate a key and CSR").click()
+    assert page.locator("#domains").input_value() == HOST
+    # bad input first: a clear message, nothing written
+    page.fill("#domains", "not a domain!")
+    page.get_by_role("button", name="Generate key and CSR").click()
+    assert "is not a valid domain name" in page.locator("#error-summary").inner_text()
+    assert not (panel.state / "keys").exists() or not list((panel.state / "keys").glob("*.key"))
+    page.fill("#domains", f"{HOST}\nsmtp.example.com")
+    page.select_option("#key_type", "ecdsa-p256")
+    page.get_by_role("button", name="Generate key and CSR").click()
+    csr_pem = page.locator("#csr-pem").input_value()
+    assert csr_pem.startswith("-----BEGIN CERTIFICATE REQUEST-----")
+    no_private_key(page)
+    page.reload()  # Post/Redirect/Get: the same CSR, no second key
+    assert page.locator("#csr-pem").input_value() == csr_pem
+    keys = list((panel.state / "keys").glob("*.key"))
+    assert len(keys) == 1 and (keys[0].stat().st_mode & 0o777) == 0o600
+
+    leaf = sign_csr(csr_pem)
+    page.get_by_role("link", name="Install a New Certificate").first.click()
+    page.fill("#crt", pki.pem(leaf).decode())
+    page.get_by_role("button", name="Autofill by certificate").click()
+    assert "svcssl's key store" in page.locator("#choice-key").inner_text()
+    page.get_by_role("checkbox", name=re.compile(r"^exim\b")).check()
+    page.get_by_role("button", name="Install", exact=True).click()
+    assert "ok" in page.locator('.outcome[data-service="exim"]').get_attribute("class")
+    no_private_key(page)
+    page.goto(server.url + PAGE)
+    assert "smtp.example.com" in row(page, "exim").locator(".domains").inner_text()
+    assert row(page, "exim").locator(".key").inner_text().startswith("ECDSA, P-256")

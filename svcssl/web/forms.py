@@ -65,6 +65,12 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField("New password again", validators=[DataRequired(message="Enter the password again.")])
 
 
+class CsrForm(FlaskForm):
+    domains = TextAreaField("Domains (the first is the Common Name; one per line, or separated by spaces)",
+                            validators=[DataRequired(message="Give at least one domain name."), Length(max=30000)])
+    key_type = SelectField("Key type", validate_choice=True)
+
+
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: confirmations, rollbacks, grants, restarts."""
 

@@ -10,16 +10,18 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
+from ..operations.csr import create_csr, split_domains
 from ..operations.install import install_certificate
 from ..operations.inventory import expiry_class, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem, key_pem
+from ..settings import KEY_TYPES
 from ..x509.generate import key_type_label
 from .auth import current_user, login_required, root_required, service_ssl_required
 from .context import context, service_statuses
-from .forms import ConfirmForm, InstallForm
+from .forms import ConfirmForm, CsrForm, InstallForm
 from .results import recall, remember
 from .timeline import timeline_for
 
@@ -397,3 +399,35 @@ def restart_panel():
 @login_required
 def restarting():
     return render_template("service_ssl/restarting.html")
+
+
+@bp.route(PAGE + "/csr", methods=["GET", "POST"])
+@service_ssl_required
+def csr():
+    """Generate a key and CSR: the key stays in svcssl's key store; the CSR goes to the CA."""
+    ctx = context()
+    form = CsrForm()
+    form.key_type.choices = [(t, key_type_label(t)) for t in KEY_TYPES]
+    if request.method in ("GET", "HEAD"):
+        form.domains.data = ctx.settings.server.hostname
+        form.key_type.data = ctx.settings.certificates.key_type
+        return render_template("service_ssl/csr.html", form=form)
+    if not form.validate_on_submit():
+        return render_template("service_ssl/csr.html", form=form), 400
+    try:
+        result = create_csr(ctx, split_domains(form.domains.data), form.key_type.data, actor=_actor())
+    except InputError as exc:
+        getattr(form, "key_type" if exc.field == "key_type" else "domains").errors.append(exc.message)
+        return render_template("service_ssl/csr.html", form=form), 400
+    result_id = remember(result)
+    return redirect(url_for(".csr_result", result_id=result_id), code=303)
+
+
+@bp.route(PAGE + "/csr/<result_id>")
+@service_ssl_required
+def csr_result(result_id: str):
+    result = recall(result_id)
+    if result is None:
+        abort(404, "This certificate request is no longer shown here (results are kept for an hour, for the session "
+                   "that made them). Its key is still kept on the server.")
+    return render_template("service_ssl/csr_result.html", result=result)
