@@ -151,6 +151,24 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_CLI_WORDS = (
+    ("paste the private key of this certificate", "give --key FILE"),
+    ("paste its private key", "give its private key with --key FILE"),
+    ("paste the key in the private key field", "give the key with --key FILE"),
+    ("paste it in the private key field", "give it with --key FILE"),
+    ("browse again or paste the private key", "give --key FILE"),
+    ("paste the private key", "give --key FILE"),
+    ("paste the CA bundle your CA gave you", "give the CA bundle your CA gave you with --cabundle FILE"),
+)
+
+
+def for_the_command_line(message: str) -> str:
+    """A message written for the form, said for the command line ("give --key FILE", not "paste the key")."""
+    for form_words, cli_words in _CLI_WORDS:
+        message = message.replace(form_words, cli_words)
+    return message
+
+
 def _report(outcomes: list[InstallOutcome]) -> int:
     code = EXIT_OK
     for outcome in outcomes:
@@ -382,11 +400,13 @@ def cmd_autofill(ctx: Context, args: argparse.Namespace) -> int:
         print(f"CA bundle:    {len(choice.chain)} certificate{'s' if len(choice.chain) != 1 else ''}"
               + (f" ({labels})" if labels else ""))
         for message in choice.missing:
-            print(f"Missing:      {message}")
+            print(f"Missing:      {for_the_command_line(message)}")
         for note in choice.notes:
             print(f"Note:         {note}")
-        if choice.cabundle_pem:
+        if args.pem and choice.cabundle_pem:
             print(choice.cabundle_pem, end="")
+        elif choice.cabundle_pem:
+            print("(add --pem to print the CA bundle as PEM)")
     return EXIT_OK if not choice.missing else EXIT_FAILED
 
 
@@ -645,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autofill", help="find a certificate's private key and CA bundle on this server")
     p.add_argument("--cert", required=True, metavar="FILE", help="the certificate (PEM or DER)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pem", action="store_true", help="also print the CA bundle as PEM after the summary")
     p.set_defaults(func=cmd_autofill)
 
     p = sub.add_parser("discovery", help="the index of certificate and key files")
@@ -668,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"svcssl: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except InputError as exc:
-        print(f"svcssl: {exc.message}", file=sys.stderr)
+        print(f"svcssl: {for_the_command_line(exc.message)}", file=sys.stderr)
         return EXIT_INPUT
     except SvcsslError as exc:
         print(f"svcssl: {exc.message}", file=sys.stderr)

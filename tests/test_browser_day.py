@@ -164,6 +164,7 @@ def test_reload_after_install_and_reset_shows_the_result_without_resubmitting(se
     page.get_by_role("button", name="Install", exact=True).click()
     assert "/results/" in page.url
     text = page.locator('.outcome[data-service="dovecot"]').inner_text()
+    assert text.startswith("Installed on dovecot") and "dovecot: Installed" not in text  # says what happened
     count = history_count(panel, "dovecot")
     page.reload()
     assert "/results/" in page.url
@@ -174,6 +175,7 @@ def test_reload_after_install_and_reset_shows_the_result_without_resubmitting(se
     page.goto(server.url + PAGE + "/reset/exim")
     page.get_by_role("button", name="Reset Certificate").click()
     assert "/results/" in page.url
+    assert page.locator('.outcome[data-service="exim"]').inner_text().startswith("Reset exim")
     count = history_count(panel, "exim")
     page.reload()
     assert page.locator('.outcome[data-service="exim"]').is_visible()

@@ -110,3 +110,34 @@ def test_csr_create_keeps_the_key_and_install_without_key_finds_it(run_cli, simp
     cert_file.write_bytes(pki.pem(other))
     missing = run_cli("install", "dovecot", "--cert", str(cert_file), config=simple_config)
     assert missing.code == 2 and "give --key FILE" in missing.err
+
+
+def test_cli_wording_install_result_key_hint_and_autofill_pem(run_cli, simple_config, tmp_path):
+    import pki
+
+    ca = pki.pki()
+    leaf, key = ca.leaf(["mail.example.com"], key=pki.rsa_key(48))
+    cert, chain, key_file = tmp_path / "c.pem", tmp_path / "ca.pem", tmp_path / "k.pem"
+    cert.write_bytes(pki.pem(leaf))
+    chain.write_bytes(pki.pem(ca.intermediate))
+    key_file.write_bytes(pki.key_pem(key))
+    done = run_cli("install", "dovecot", "--cert", str(cert), "--key", str(key_file), "--cabundle", str(chain),
+                   config=simple_config)
+    assert done.code == 0, done.err
+    assert done.out.startswith("Installed on dovecot") and "Installed on dovecot: files written" not in done.out
+    rolled = run_cli("rollback", "dovecot", config=simple_config)
+    assert rolled.code == 0 and rolled.out.startswith("Rolled back dovecot") and "Installed" not in rolled.out
+    # the combined file holds a certificate without its key: the command line says --key, not "paste"
+    stranger, _ = ca.leaf(["mail.example.com"], key=pki.rsa_key(49))
+    cert.write_bytes(pki.pem(stranger))
+    missing = run_cli("install", "dovecot", "--cert", str(cert), config=simple_config)
+    assert missing.code == 2 and "--key FILE" in missing.err and "paste" not in missing.err.lower()
+    # autofill: a summary without PEM unless --pem
+    cert.write_bytes(pki.pem(leaf))
+    assert run_cli("install", "dovecot", "--cert", str(cert), "--key", str(key_file), "--cabundle", str(chain),
+                   config=simple_config).code == 0
+    run_cli("discovery", "refresh", config=simple_config)
+    summary = run_cli("autofill", "--cert", str(cert), config=simple_config)
+    assert "BEGIN CERTIFICATE" not in summary.out and "--pem" in summary.out
+    with_pem = run_cli("autofill", "--cert", str(cert), "--pem", config=simple_config)
+    assert "BEGIN CERTIFICATE" in with_pem.out and "PRIVATE KEY" not in with_pem.out
