@@ -455,3 +455,22 @@ def test_generate_key_and_csr_then_autofill_finds_the_key(server, panel, context
     page.goto(server.url + PAGE)
     assert "smtp.example.com" in row(page, "exim").locator(".domains").inner_text()
     assert row(page, "exim").locator(".key").inner_text().startswith("ECDSA, P-256")
+
+
+# --- 11. Browse Apache says why a virtual host was skipped ---------------------------------------------
+
+
+def test_browse_apache_explains_a_vhost_skipped_for_a_module_not_loaded(tmp_path, start_panel, context):  # noqa: F811
+    from discovery_support import debian_apache
+    ssl = tmp_path / "ssl"
+    guarded = ("<IfModule ssl_module>\n<VirtualHost *:443>\nServerName shop.example.com\nSSLEngine on\n"
+               f"SSLCertificateFile {ssl}/a.pem\n</VirtualHost>\n</IfModule>\n")
+    config = debian_apache(tmp_path, ssl, modules=("mpm_event.load", "mime.load"), default_ssl=False,
+                           sites={"shop.conf": guarded})
+    panel = make_panel(tmp_path, extra=f'[apache]\nconfig_file = "{config}"\n')
+    server = start_panel(panel.config)
+    page = root_page(context, server)
+    page.goto(server.url + PAGE + "/browse/apache")
+    text = page.locator("#no-vhosts").inner_text()
+    assert "No SSL virtual hosts found" not in text
+    assert "<VirtualHost *:443> is skipped" in text and "ssl_module is not loaded" in text and "a2enmod ssl" in text

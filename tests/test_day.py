@@ -141,3 +141,22 @@ def test_cli_wording_install_result_key_hint_and_autofill_pem(run_cli, simple_co
     assert "BEGIN CERTIFICATE" not in summary.out and "--pem" in summary.out
     with_pem = run_cli("autofill", "--cert", str(cert), "--pem", config=simple_config)
     assert "BEGIN CERTIFICATE" in with_pem.out and "PRIVATE KEY" not in with_pem.out
+
+
+def test_apache_says_why_each_virtual_host_was_skipped(tmp_path):
+    from svcssl.discovery.apache import read_apache_config
+
+    conf = tmp_path / "httpd.conf"
+    conf.write_text("<IfDefine WITH_SHOP>\n<VirtualHost *:443>\nSSLEngine on\n</VirtualHost>\n</IfDefine>\n"
+                    "<IfModule ssl_module>\n<IfModule mime_module>\n<VirtualHost 192.0.2.1:443>\n</VirtualHost>\n"
+                    "</IfModule>\n</IfModule>\n"
+                    "<IfModule ssl_module>\n<VirtualHost *:80>\n</VirtualHost>\n</IfModule>\n")
+    result = read_apache_config([conf])
+    assert result.vhosts == () and result.problems == ()
+    messages = [s.message for s in result.skipped]
+    assert messages == [
+        "<VirtualHost *:443> is skipped: it sits inside <IfDefine WITH_SHOP> (line 1), and WITH_SHOP is not defined "
+        "(Define WITH_SHOP, or apache2 -D WITH_SHOP)",
+        "<VirtualHost 192.0.2.1:443> is skipped: it sits inside <IfModule ssl_module> (line 6), and the module "
+        "ssl_module is not loaded (no LoadModule for it; on Debian: a2enmod ssl)",
+    ]  # a plain-HTTP virtual host is not worth a word

@@ -17,6 +17,7 @@ run at once; one asked for while another runs is skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -205,6 +206,7 @@ def _apache_vhosts(ctx: Context, idx: CertificateIndex) -> list[VhostRow]:
                                     for p in config.problems])
     idx.set_state("apache_source", key)
     idx.set_state("apache_config", config.config_file or "")
+    idx.set_state("apache_skipped", json.dumps([str(p) for p in config.skipped]))
     log.info("Apache configuration read: %d SSL virtual hosts, %d problems", len(rows), len(config.problems))
     return idx.vhosts()
 
@@ -460,6 +462,7 @@ class ApacheListing:
     vhosts: tuple[VhostEntry, ...]
     problems: tuple[str, ...]  # configuration files that are broken, unreadable, missing, looping
     indexed_at: datetime | None
+    skipped: tuple[str, ...] = ()  # virtual hosts the configuration leaves out (a false <IfModule> …), and why
 
 
 def _require_apache(vis: Visibility) -> None:
@@ -492,7 +495,11 @@ def list_vhosts(ctx: Context, user: PanelUser | None) -> ApacheListing:
     problems = tuple(f"{display_path(p.path)}{':' + str(p.line) if p.line else ''}: {p.message}"
                      for p in idx.problems("apache"))
     problems += tuple(f"{display_path(f.path)}: {f.problem}" for f in idx.file_problems("apache"))
-    return ApacheListing(idx.state("apache_config") or None, tuple(entries), problems, indexed_at(ctx))
+    try:
+        skipped = tuple(str(s) for s in json.loads(idx.state("apache_skipped") or "[]"))
+    except ValueError:
+        skipped = ()
+    return ApacheListing(idx.state("apache_config") or None, tuple(entries), problems, indexed_at(ctx), skipped)
 
 
 def vhost_for_certificate(ctx: Context, fingerprint: str) -> VhostRow | None:
