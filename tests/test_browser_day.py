@@ -474,3 +474,28 @@ def test_browse_apache_explains_a_vhost_skipped_for_a_module_not_loaded(tmp_path
     text = page.locator("#no-vhosts").inner_text()
     assert "No SSL virtual hosts found" not in text
     assert "<VirtualHost *:443> is skipped" in text and "ssl_module is not loaded" in text and "a2enmod ssl" in text
+
+
+# --- 12. a browser refusing the self-signed panel certificate is not log noise ----------------------------
+
+
+def test_a_browser_refusing_the_self_signed_certificate_logs_nothing(server, browser):  # noqa: F811
+    strict = browser.new_context(ignore_https_errors=False)
+    try:
+        page = strict.new_page()
+        with pytest.raises(Exception):
+            page.goto(server.url + "/login", timeout=5000)
+    finally:
+        strict.close()
+    import ssl
+    import socket
+    import time
+    verifying = ssl.create_default_context()  # a client that checks the certificate sends a fatal alert
+    verifying.check_hostname = False
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        with pytest.raises(ssl.SSLError):
+            verifying.wrap_socket(raw)
+    time.sleep(0.5)
+    output = server.output()
+    assert "peer dropped the TLS connection" not in output and "certificate unknown" not in output.lower(), output
+    assert "panel: https://" in output  # the log is there, only the noise is gone

@@ -83,6 +83,17 @@ class ReloadingSSLAdapter(BuiltinSSLAdapter):
         return super().wrap(sock)
 
 
+class LoggingServer(wsgi.Server):
+    """cheroot's messages through `logging`. A client that drops the TLS handshake — every browser visit to a panel
+    with a self-signed certificate ("certificate unknown") — is routine: logged at debug level only."""
+
+    ROUTINE = ("peer dropped the TLS connection",)
+
+    def error_log(self, msg="", level=logging.INFO, traceback=False):
+        routine = any(words in msg for words in self.ROUTINE)
+        log.log(logging.DEBUG if routine else level, "%s", msg, exc_info=bool(traceback) and not routine)
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
@@ -123,7 +134,7 @@ class PanelServer:
         self._stop_in_background(delay=0.3)  # let the "restarting" page go out first
 
     def run(self, app) -> None:
-        self.server = wsgi.Server(self.bind, app, numthreads=self.threads, server_name="svcssl",
+        self.server = LoggingServer(self.bind, app, numthreads=self.threads, server_name="svcssl",
                                   shutdown_timeout=10)
         self.server.ssl_adapter = ReloadingSSLAdapter(self.certificate)
 
