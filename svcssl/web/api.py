@@ -37,7 +37,6 @@ bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 
 CPSESS = re.compile(r"^cpsess\d{1,20}$")
-PEM_FIELDS = ("crt", "key", "cabundle", "crtdata")
 
 
 class ApiFailure(Exception):
