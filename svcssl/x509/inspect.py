@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
+from .signature import signed_by
+
 # OpenSSL's names for the curves, as WHM reports them.
 CURVE_NAMES = {"secp256r1": ("prime256v1", "P-256"), "secp384r1": ("secp384r1", "P-384"), "secp521r1": ("secp521r1", "P-521")}
 
@@ -36,7 +38,7 @@ class CertificateInfo:
     is_self_signed: bool
     is_ca: bool
     has_san: bool
-    has_server_auth: bool  # EKU present and lists serverAuth (or anyExtendedKeyUsage)
+    has_server_auth: bool  # usable by a TLS server: no EKU (any purpose, RFC 5280 §4.2.1.12), or an EKU with serverAuth/any
     has_eku: bool
     serial: str
     subject_key_id: str | None
@@ -94,13 +96,15 @@ def _extension(cert: x509.Certificate, oid):
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issuer equals subject and its own key verifies its signature, whatever the algorithm
+    (a SHA-1 self-signed certificate is self-signed; that SHA-1 is weak is a separate reason)."""
     if cert.subject != cert.issuer:
         return False
     try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # noqa: BLE001 - any failure means it did not sign itself
+        public_key = cert.public_key()
+    except Exception:  # noqa: BLE001 - an unreadable key signs nothing
         return False
-    return True
+    return signed_by(cert, public_key)
 
 
 def describe(cert: x509.Certificate) -> CertificateInfo:
@@ -133,7 +137,8 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
             domains.append(lowered)
 
     eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
-    has_server_auth = bool(eku) and (
+    # An absent EKU means any purpose (RFC 5280 §4.2.1.12); only a present EKU without serverAuth restricts it.
+    has_server_auth = eku is None or (
         ExtendedKeyUsageOID.SERVER_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
     )
     constraints = _extension(cert, ExtensionOID.BASIC_CONSTRAINTS)
