@@ -11,7 +11,8 @@ from ..errors import AccessDeniedError, InputError
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.install import install_certificate
-from ..operations.inventory import expiry_class, service_details
+from ..operations.assessment import Thresholds
+from ..operations.inventory import service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..x509.encode import certificate_pem, chain_pem, key_pem
@@ -60,13 +61,13 @@ def index():
             "status": status,
             "info": info,
             "days": info.days_left(now) if info else None,
-            "expiry": expiry_class(info, now) if info else "expired",
+            "expiry": status.expiry,
             "flags": flags,
             "live": check,
             "timeline": timeline_for(info, now, axis_start, axis_end) if info else None,
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
-                           form=ConfirmForm())
+                           form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings))
 
 
 def _service_choices():
