@@ -81,7 +81,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             continue
         days = info.days_left(now)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         rows.append([
             status.service.name + (" (deprecated)" if status.service.deprecated else ""),

@@ -200,3 +200,7 @@ def real_sha1_leaf(name: str = "mail.example.com") -> tuple[x509.Certificate, ob
         out = _openssl("x509", "-req", "-in", str(d / "csr.pem"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
                        "-set_serial", "4242", "-days", "60", "-sha1", "-extfile", str(d / "ext.cnf"))
     return x509.load_pem_x509_certificate(out), key, ca
+
+
+def fingerprint_of(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()

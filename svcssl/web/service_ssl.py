@@ -53,7 +53,7 @@ def index():
         info = status.info
         check = live.get(status.service.name)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
