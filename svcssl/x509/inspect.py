@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
@@ -107,6 +109,22 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     return signed_by(cert, public_key)
 
 
+def _serial(cert: x509.Certificate) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # a negative serial is shown as it is
+        return format(cert.serial_number, "x")
+
+
+def key_label(public_key) -> str:
+    """"RSA, 2,048-bit" | "ECDSA, P-256 (prime256v1)" — as the table and WHM show a key."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA, {public_key.key_size:,}-bit"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve, short = CURVE_NAMES.get(public_key.curve.name, (public_key.curve.name, public_key.curve.name))
+        return f"ECDSA, {short} ({curve})"
+    return type(public_key).__name__
+
+
 def describe(cert: x509.Certificate) -> CertificateInfo:
     """Read every field once. The certificate must have passed ``parse.check_certificate``."""
     public_key = cert.public_key()
@@ -114,18 +132,18 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
     if isinstance(public_key, rsa.RSAPublicKey):
         key_algorithm = "rsaEncryption"
         key_size = public_key.key_size
-        key_label = f"RSA, {key_size:,}-bit"
+        label = key_label(public_key)
         modulus = format(public_key.public_numbers().n, "x")
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         key_algorithm = "id-ecPublicKey"
         key_size = public_key.curve.key_size
-        curve, short = CURVE_NAMES.get(public_key.curve.name, (public_key.curve.name, public_key.curve.name))
-        key_label = f"ECDSA, {short} ({curve})"
+        curve, _ = CURVE_NAMES.get(public_key.curve.name, (public_key.curve.name, public_key.curve.name))
+        label = key_label(public_key)
         ec_public = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint).hex()
     else:
         key_algorithm = getattr(cert.public_key_algorithm_oid, "_name", "unknown")
         key_size = 0
-        key_label = key_algorithm
+        label = key_algorithm
 
     cn_attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     subject_cn = str(cn_attrs[0].value) if cn_attrs else None
@@ -177,7 +195,7 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
         not_after=cert.not_valid_after_utc,
         key_algorithm=key_algorithm,
         key_size=key_size,
-        key_label=key_label,
+        key_label=label,
         modulus=modulus,
         ecdsa_curve_name=curve,
         ecdsa_public=ec_public,
@@ -188,7 +206,7 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
         has_san=san is not None,
         has_server_auth=has_server_auth,
         has_eku=eku is not None,
-        serial=format(cert.serial_number, "x"),
+        serial=_serial(cert),
         subject_key_id=ski.digest.hex() if ski else None,
         authority_key_id=aki.key_identifier.hex() if aki and aki.key_identifier else None,
         crl_urls=tuple(crl_urls),
