@@ -21,13 +21,14 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from .fsutil import atomic_write
+from .x509.inspect import access_urls, extension_value
+from .x509.signature import verify_signature
+from .x509.validate import issued_by
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,8 @@ class _FetchError(_SourceError):
 
 # --------------------------------------------------------------------------- URLs in the certificate
 
-def _extension(cert: x509.Certificate, oid):
-    try:
-        return cert.extensions.get_extension_for_oid(oid).value
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _urls(leaf: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
-    """(CRL URLs, OCSP URLs, ignored non-http URLs)."""
+    """(CRL URLs, OCSP URLs, ignored non-http URLs), from the x509 core's reading of the certificate."""
     crl_urls: list[str] = []
     ocsp_urls: list[str] = []
     ignored: list[str] = []
@@ -73,14 +67,11 @@ def _urls(leaf: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
         if url not in target:
             target.append(url)
 
-    for point in _extension(leaf, ExtensionOID.CRL_DISTRIBUTION_POINTS) or ():
-        for name in point.full_name or ():
-            if isinstance(name, x509.UniformResourceIdentifier):
-                keep(name.value, crl_urls)
-    for description in _extension(leaf, ExtensionOID.AUTHORITY_INFORMATION_ACCESS) or ():
-        if (description.access_method == AuthorityInformationAccessOID.OCSP
-                and isinstance(description.access_location, x509.UniformResourceIdentifier)):
-            keep(description.access_location.value, ocsp_urls)
+    urls = access_urls(leaf)
+    for url in urls.crl:
+        keep(url, crl_urls)
+    for url in urls.ocsp:
+        keep(url, ocsp_urls)
     return crl_urls, ocsp_urls, ignored
 
 
@@ -151,23 +142,6 @@ def _http(url: str, *, timeout: float, max_bytes: int, body: bytes | None = None
 
 # --------------------------------------------------------------------------- signatures and formatting
 
-def _verify_signature(public_key, signature: bytes, data: bytes, hash_algorithm) -> bool:
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(signature, data)
-        elif isinstance(public_key, dsa.DSAPublicKey):
-            public_key.verify(signature, data, hash_algorithm)
-        else:
-            return False
-    except (InvalidSignature, TypeError, ValueError):
-        return False
-    return True
-
-
 def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
@@ -198,23 +172,21 @@ def _responder_matches(resp: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
 def _ocsp_signer(resp: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> x509.Certificate:
     """The certificate whose key signed ``resp``: the issuer, or a responder it delegated to."""
     algorithm = resp.signature_hash_algorithm
-    if _responder_matches(resp, issuer) and _verify_signature(issuer.public_key(), resp.signature,
+    if _responder_matches(resp, issuer) and verify_signature(issuer.public_key(), resp.signature,
                                                               resp.tbs_response_bytes, algorithm):
         return issuer
     why = "answered with a response not signed by the issuer or by a responder it authorised"
     for cert in resp.certificates:
         if not _responder_matches(resp, cert) or cert.issuer != issuer.subject:
             continue
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
+        if not issued_by(cert, issuer):
             continue
-        eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+        eku = extension_value(cert, ExtensionOID.EXTENDED_KEY_USAGE)
         if not eku or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
             why = "answered with a response signed by a responder certificate without the OCSPSigning usage"
         elif not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             why = "answered with a response signed by a responder certificate that is not valid now"
-        elif _verify_signature(cert.public_key(), resp.signature, resp.tbs_response_bytes, algorithm):
+        elif verify_signature(cert.public_key(), resp.signature, resp.tbs_response_bytes, algorithm):
             return cert
     raise _SourceError(why)
 
@@ -390,16 +362,6 @@ def _check_crl(url: str, leaf: x509.Certificate, issuer: x509.Certificate | None
 
 # --------------------------------------------------------------------------- entry point
 
-def _issued_by(leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if leaf.issuer != issuer.subject:
-        return False
-    try:
-        leaf.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 - InvalidSignature, unsupported algorithms …: not verifiably issued
-        return False
-    return True
-
-
 def _failure(kind: str, url: str, exc: Exception) -> str:
     if isinstance(exc, _FetchError):
         text = f"{kind} {url} unreachable: {exc}"
@@ -426,7 +388,7 @@ def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate | None, *,
                                                      f"({', '.join(ignored)}), which svcssl does not check")
         return RevocationStatus("unknown", None, "the certificate names no CRL distribution point or OCSP responder")
     failures: list[str] = []
-    if issuer is not None and not _issued_by(leaf, issuer):
+    if issuer is not None and not issued_by(leaf, issuer):
         failures.append("the issuer certificate given did not issue this certificate")
         issuer = None
 

@@ -90,11 +90,47 @@ def _name_pairs(name: x509.Name) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _extension(cert: x509.Certificate, oid):
+def extension_value(cert: x509.Certificate, oid):
+    """The parsed value of one extension, or None when the certificate does not have it."""
     try:
         return cert.extensions.get_extension_for_oid(oid).value
     except x509.ExtensionNotFound:
         return None
+
+
+
+@dataclass(frozen=True)
+class AccessUrls:
+    """The URLs a certificate names: CRL distribution points, OCSP responders, caIssuers (AIA)."""
+
+    crl: tuple[str, ...]
+    ocsp: tuple[str, ...]
+    ca_issuers: tuple[str, ...]
+
+
+def access_urls(cert: x509.Certificate) -> AccessUrls:
+    """Every URI of the CRL distribution points and the authority information access, in order."""
+    crl_urls: list[str] = []
+    for point in extension_value(cert, ExtensionOID.CRL_DISTRIBUTION_POINTS) or ():
+        for full_name in point.full_name or ():
+            if isinstance(full_name, x509.UniformResourceIdentifier):
+                crl_urls.append(full_name.value)
+    ocsp_urls, ca_issuers = [], []
+    for description in extension_value(cert, ExtensionOID.AUTHORITY_INFORMATION_ACCESS) or ():
+        if isinstance(description.access_location, x509.UniformResourceIdentifier):
+            if description.access_method == AuthorityInformationAccessOID.OCSP:
+                ocsp_urls.append(description.access_location.value)
+            elif description.access_method == AuthorityInformationAccessOID.CA_ISSUERS:
+                ca_issuers.append(description.access_location.value)
+    return AccessUrls(tuple(crl_urls), tuple(ocsp_urls), tuple(ca_issuers))
+
+
+def key_identifiers(cert: x509.Certificate) -> tuple[str | None, str | None]:
+    """(SubjectKeyIdentifier, AuthorityKeyIdentifier's keyIdentifier), lower-case hex, None when absent."""
+    ski = extension_value(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    aki = extension_value(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    return (ski.digest.hex() if ski else None,
+            aki.key_identifier.hex() if aki and aki.key_identifier else None)
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
@@ -147,35 +183,21 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
 
     cn_attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     subject_cn = str(cn_attrs[0].value) if cn_attrs else None
-    san = _extension(cert, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    san = extension_value(cert, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     domains: list[str] = []
     for name in ([subject_cn] if subject_cn else []) + (san.get_values_for_type(x509.DNSName) if san else []):
         lowered = name.lower()
         if lowered not in domains:
             domains.append(lowered)
 
-    eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+    eku = extension_value(cert, ExtensionOID.EXTENDED_KEY_USAGE)
     # An absent EKU means any purpose (RFC 5280 §4.2.1.12); only a present EKU without serverAuth restricts it.
     has_server_auth = eku is None or (
         ExtendedKeyUsageOID.SERVER_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
     )
-    constraints = _extension(cert, ExtensionOID.BASIC_CONSTRAINTS)
-    ski = _extension(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-    aki = _extension(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-    crl = _extension(cert, ExtensionOID.CRL_DISTRIBUTION_POINTS)
-    crl_urls = []
-    for point in crl or ():
-        for full_name in point.full_name or ():
-            if isinstance(full_name, x509.UniformResourceIdentifier):
-                crl_urls.append(full_name.value)
-    aia = _extension(cert, ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
-    ocsp_urls, ca_issuers = [], []
-    for description in aia or ():
-        if isinstance(description.access_location, x509.UniformResourceIdentifier):
-            if description.access_method == AuthorityInformationAccessOID.OCSP:
-                ocsp_urls.append(description.access_location.value)
-            elif description.access_method == AuthorityInformationAccessOID.CA_ISSUERS:
-                ca_issuers.append(description.access_location.value)
+    constraints = extension_value(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    ski, aki = key_identifiers(cert)
+    urls = access_urls(cert)
 
     hash_algorithm = None
     try:
@@ -207,9 +229,9 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
         has_server_auth=has_server_auth,
         has_eku=eku is not None,
         serial=_serial(cert),
-        subject_key_id=ski.digest.hex() if ski else None,
-        authority_key_id=aki.key_identifier.hex() if aki and aki.key_identifier else None,
-        crl_urls=tuple(crl_urls),
-        ocsp_urls=tuple(ocsp_urls),
-        ca_issuers_urls=tuple(ca_issuers),
+        subject_key_id=ski,
+        authority_key_id=aki,
+        crl_urls=urls.crl,
+        ocsp_urls=urls.ocsp,
+        ca_issuers_urls=urls.ca_issuers,
     )

@@ -19,7 +19,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from ..errors import CertificateParseError, InputError, KeyParseError, PasswordError
 from .inspect import CertificateInfo, describe, key_label, spki_sha256
@@ -242,6 +242,28 @@ def read_certificates(data: bytes, *, what: str = "CA bundle", field: str = "cab
     if result.keys:
         raise CertificateParseError(f"The {what} contains a private key; it must hold certificates only.", field=field)
     return result.certificates
+
+
+def read_downloaded_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
+    """Certificates a CA publishes at a caIssuers URL: DER, PEM or PKCS#7 (DER or PEM). Malformed ones are
+    left out (they are checked as every other certificate is); nothing usable gives ()."""
+    loaders = (x509.load_der_x509_certificate, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates,
+               pkcs7.load_pem_pkcs7_certificates)
+    for loader in loaders:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                result = loader(data)
+        except Exception:  # noqa: BLE001 - try the next format
+            continue
+        certificates = []
+        for cert in (result if isinstance(result, list) else [result]):
+            try:
+                certificates.append(check_certificate(cert, "downloaded issuer certificate"))
+            except InputError:
+                continue
+        return tuple(certificates)
+    return ()
 
 
 def read_pkcs12(data: bytes, password: bytes | None, *, field: str = "crt") -> CertificateInput:
