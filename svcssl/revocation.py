@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography import x509
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "svcssl-revocation/1"
 MAX_REDIRECTS = 3
+CRL_REFETCH = timedelta(days=1)  # a cached CRL is fetched again after this, even before its nextUpdate
 
 
 @dataclass(frozen=True)
@@ -294,15 +295,24 @@ def _extension_of_crl(crl: x509.CertificateRevocationList, oid):
         return None
 
 
+def _fetched_path(cache_dir: Path, url: str) -> Path:
+    return _cache_path(cache_dir, url).with_suffix(".fetched")
+
+
 def _cached_crl(cache_dir: Path | None, url: str, leaf, issuer, now: datetime):
+    """The cached CRL, while it is valid and was fetched less than a day ago (a CA may publish a
+    revocation long before its CRL's nextUpdate)."""
     if cache_dir is None:
         return None
     path = _cache_path(cache_dir, url)
     try:
         data = path.read_bytes()
+        fetched_at = datetime.fromtimestamp(int(_fetched_path(cache_dir, url).read_text().strip()), timezone.utc)
         crl = x509.load_der_x509_crl(data)
         next_update = crl.next_update_utc
     except (OSError, ValueError):
+        return None
+    if not timedelta(0) <= now - fetched_at < CRL_REFETCH:
         return None
     if next_update is None or next_update <= now or _crl_usable(crl, leaf, issuer, now) is not None:
         return None
@@ -316,8 +326,18 @@ def _store_crl(cache_dir: Path | None, url: str, crl: x509.CertificateRevocation
         return
     try:
         atomic_write(_cache_path(cache_dir, url), crl.public_bytes(serialization.Encoding.DER), 0o600)
+        atomic_write(_fetched_path(cache_dir, url), f"{int(now.timestamp())}\n".encode(), 0o600)
     except OSError as exc:
         log.warning("revocation: could not cache the CRL from %s: %s", url, exc.strerror or exc)
+
+
+def _age(delta: timedelta) -> str:
+    hours = max(0.0, delta.total_seconds() / 3600)
+    if hours < 1:
+        return "less than an hour"
+    if hours < 48:
+        return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}"
+    return f"{hours / 24:.1f} days"
 
 
 def _check_crl(url: str, leaf: x509.Certificate, issuer: x509.Certificate | None, *, cache_dir: Path | None,
@@ -357,7 +377,7 @@ def _check_crl(url: str, leaf: x509.Certificate, issuer: x509.Certificate | None
     if issuer is None:
         raise _SourceError("does not list this certificate, but its signature could not be checked "
                            "(issuer certificate unknown)")
-    return RevocationStatus("good", "crl", f"not revoked per {url}")
+    return RevocationStatus("good", "crl", f"not revoked per {url} (a CRL issued {_age(now - crl.last_update_utc)} ago)")
 
 
 # --------------------------------------------------------------------------- entry point

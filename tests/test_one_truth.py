@@ -208,3 +208,29 @@ def test_dns_facts_from_the_run_reach_every_surface(run_cli, panel, dns_server):
         assert listed[name]["assessment"] == planned[name]["assessment"], name
     table = _table(_client(panel))
     assert table["noeku"]["verdict"] == "replace" and table["noeku"]["reasons"] == assessment["reasons"]
+
+
+def test_ocsp_is_asked_once_per_certificate_per_run(run_cli, tmp_path, dns_server):
+    """Three services share one certificate that names an OCSP responder: one OCSP request per run."""
+    from servers.http import start_http_server
+
+    http = start_http_server({})
+    try:
+        http.set_post_handler("/ocsp", lambda body: ("application/ocsp-response", b"not an OCSP response"))
+        ca = pki.pki()
+        leaf, key = ca.leaf([HOST], key=pki.rsa_key(76), ocsp_url=http.url("/ocsp"))
+        etc = tmp_path / "etc"
+        shared = {f"mail{n}": {"kind": "exim", "cert_file": str(etc / f"mail{n}/cert.pem"),
+                               "key_file": str(etc / f"mail{n}/key.pem")} for n in range(3)}
+        panel = make_panel(tmp_path, extra_services=shared,
+                           extra=f'\n[dns]\nnameservers = ["{dns_server.nameserver}"]\ntimeout = 2\n')
+        for name in shared:
+            (etc / name / "cert.pem").write_bytes(pki.pem(leaf, ca.intermediate))
+            (etc / name / "key.pem").write_bytes(pki.key_pem(key))
+        planned = _dry_run(run_cli, panel.config)
+        assert http.hits["/ocsp"] == 1
+        assert len({json.dumps(planned[name]["assessment"]) for name in shared}) == 1  # one truth for the three
+        _dry_run(run_cli, panel.config)
+        assert http.hits["/ocsp"] == 2  # once more for the second run, not three times
+    finally:
+        http.stop()
