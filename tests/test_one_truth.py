@@ -234,3 +234,18 @@ def test_ocsp_is_asked_once_per_certificate_per_run(run_cli, tmp_path, dns_serve
         assert http.hits["/ocsp"] == 2  # once more for the second run, not three times
     finally:
         http.stop()
+
+
+def test_the_install_form_says_before_installing_what_the_run_would_do(panel):
+    client = _client(panel)
+    ca = pki.pki()
+    other, _ = ca.leaf(["other.example.net"], key=pki.rsa_key(75))
+    page = client.get(PAGE + "/install")
+    response = client.post(PAGE + "/install", data={
+        "csrf_token": csrf_token(page.text), "services": ["exim"], "action": "autofill",
+        "crt": pki.pem(other).decode(), "key": "", "cabundle": "", "password": ""}, content_type="multipart/form-data")
+    text = html.unescape(response.text)
+    assert 'data-verdict="replace"' in text
+    assert (f"The maintenance run would replace this certificate because it does not cover the hostname {HOST} "
+            "(it covers other.example.net).") in text
+    assert open_context(panel.settings).store.active("exim").action != "install"  # nothing was installed

@@ -17,9 +17,10 @@ from ..store import AuditEntry
 from ..x509 import Bundle, assemble_bundle
 from ..x509.parse import read_certificate_input, read_certificates, read_private_key
 from ..x509.validate import require_current, weak_reasons
-from .assessment import ATTENTION, OK, RENEW_SOON, Assessment
+from ..x509.inspect import CertificateInfo
+from .assessment import ATTENTION, OK, RENEW_SOON, Assessment, Thresholds, assess
 from .context import Context
-from .inventory import InstalledCertificate, assess_status, known_facts, touch_files_present
+from .inventory import known_facts, touch_files_present
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,15 @@ def prepare_bundle(
 
 def assess_candidate(ctx: Context, bundle: Bundle) -> Assessment:
     """The assessment the certificate will get once installed: the same function, facts and touch files as the table."""
+    return assess_info(ctx, bundle.info)
+
+
+def assess_info(ctx: Context, info: CertificateInfo) -> Assessment:
+    """The assessment of a certificate that is not installed yet (the install form, Autofill, the API)."""
     known = known_facts(ctx)
-    info = bundle.info
-    installed = InstalledCertificate(leaf=bundle.leaf, chain=bundle.chain, info=info)
     facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
-    return assess_status(ctx, installed, None, known.server, facts, touch_files_present(ctx), ctx.now())
+    return assess(info, known.server, facts, ctx.now(), thresholds=Thresholds.from_settings(ctx.settings),
+                  touch_files=touch_files_present(ctx))
 
 
 def install_warnings(assessment: Assessment) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from ..errors import AccessDeniedError, InputError
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
-from ..operations.install import install_certificate
+from ..operations.install import assess_info, install_certificate, install_warnings
 from ..operations.assessment import Thresholds
 from ..operations.inventory import service_details
 from ..operations.reset import reset_certificate
@@ -115,6 +115,10 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
         extra["apply_from"] = None
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
+    if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
+        assessment = assess_info(context(), extra["choice"].info)
+        extra.setdefault("choice_assessment", assessment)
+        extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
     return render_template("service_ssl/install.html", form=form, **extra), status
 
