@@ -1,4 +1,4 @@
-"""Gather the facts the policy needs: the hostname in DNS (and CAA), revocation, our own CA, ARI."""
+"""Gather the facts the assessment needs: the hostname in DNS (and CAA), revocation, our own CA, ARI."""
 
 from __future__ import annotations
 
