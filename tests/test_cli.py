@@ -277,3 +277,17 @@ def test_check_finds_drift_without_a_probe(run_cli, simple_config, tmp_path):
     listed = {row["service"]: row for row in json.loads(run_cli("list", "--json", config=simple_config).out)}
     assert listed["exim"]["drift"] is True and "files changed outside svcssl" in listed["exim"]["flags"]
     assert listed["dovecot"]["drift"] is False
+
+
+def test_a_sha1_leaf_with_its_real_ca_bundle_is_refused_as_weak_not_as_unchained(run_cli, simple_config, tmp_path):
+    leaf, key, ca = pki.real_sha1_leaf("mail.example.com")
+    cert_file, chain_file = tmp_path / "sha1.pem", tmp_path / "sha1-ca.pem"
+    cert_file.write_bytes(pki.pem(leaf) + pki.key_pem(key))
+    chain_file.write_bytes(pki.pem(ca))
+    assert run_cli("list", config=simple_config).code == 0  # the first command puts the self-signed ones in place
+    before = tree_state(tmp_path / "etc")
+    result = run_cli("install", "exim", "--cert", str(cert_file), "--cabundle", str(chain_file), config=simple_config)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "weak signature algorithm (sha1WithRSAEncryption)" in result.err
+    assert "does not chain" not in result.err and "Unrelated" not in result.err
+    assert tree_state(tmp_path / "etc") == before

@@ -249,3 +249,15 @@ def test_the_install_form_says_before_installing_what_the_run_would_do(panel):
     assert (f"The maintenance run would replace this certificate because it does not cover the hostname {HOST} "
             "(it covers other.example.net).") in text
     assert open_context(panel.settings).store.active("exim").action != "install"  # nothing was installed
+
+
+def test_the_table_and_details_show_drift(panel):
+    ca = pki.pki()
+    leaf, key = ca.leaf([HOST], key=pki.rsa_key(77))
+    (panel.etc / "exim/exim.crt").write_bytes(pki.pem(leaf, ca.intermediate))  # behind svcssl's back
+    (panel.etc / "exim/exim.key").write_bytes(pki.key_pem(key))
+    client = _client(panel)
+    row = re.search(r'<tr id="service-exim".*?</tr>', client.get(PAGE).text, re.S).group(0)
+    assert "files changed outside svcssl" in row
+    details = html.unescape(client.get(PAGE + "/details/exim").text)
+    assert "they were changed outside svcssl" in details
