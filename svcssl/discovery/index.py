@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from ..x509.inspect import CertificateInfo
 from ..x509.parse import ParsedFile, parse_file  # noqa: F401 - the index reads files through the x509 core
 
 STORES = ("account", "apache", "cabundle", "service")
