@@ -13,7 +13,6 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from .operations.context import utc_now
-from .operations.inventory import expiry_class
 from .settings import Settings
 from .web import api, audit, auth, browse, maintenance, resellers, service_ssl, tokens
 from .web.auth import current_user, login_required
@@ -41,8 +40,12 @@ class PanelState:
     extra: dict = field(default_factory=dict)
 
 
+BANNER_CODES = ("unreadable", "expired", "revoked", "expiring", "expires-soon")
+
+
 def _banner() -> list[dict]:
-    """The WHM Home warning: expired and expiring service certificates, for root on every page."""
+    """The WHM Home warning for root on every page: the services whose assessment says they are expired,
+    revoked, unreadable or expiring — the same assessment the table, Details, the CLI and the run show."""
     if "svcssl_banner" in g:
         return g.svcssl_banner
     warnings = []
@@ -51,20 +54,25 @@ def _banner() -> list[dict]:
         ctx = context()
         now = ctx.now()
         for status in service_statuses():
+            assessment = status.assessment
+            reason = next((r for r in assessment.reasons if r.code in BANNER_CODES), None)
+            if reason is None:
+                continue
+            name = status.service.name
             info = status.info
             if info is None:
-                warnings.append({"service": status.service.name, "level": "expired",
-                                 "text": f"The service “{status.service.name}” has no usable certificate."})
-                continue
-            level = expiry_class(info, now)
-            if level == "expired":
-                text = f"The SSL certificate of “{status.service.name}” expired on {info.not_after:%Y-%m-%d}."
-            elif level in ("critical", "expiring"):
-                text = (f"The SSL certificate of “{status.service.name}” expires in "
-                        f"{info.days_left(now)} days ({info.not_after:%Y-%m-%d}).")
+                text = f"The service “{name}” has no usable certificate. {reason.message}"
+            elif reason.code == "expired":
+                text = f"The SSL certificate of “{name}” expired on {info.not_after:%Y-%m-%d}."
+            elif reason.code == "revoked":
+                text = f"The SSL certificate of “{name}” is revoked. {reason.message}"
             else:
-                continue
-            warnings.append({"service": status.service.name, "level": level, "text": text})
+                text = (f"The SSL certificate of “{name}” expires in {info.days_left(now)} days "
+                        f"({info.not_after:%Y-%m-%d}). {reason.message}")
+            if assessment.held_by:
+                text += f" svcssl leaves it alone: {assessment.held_by} is present."
+            level = {"expired": "expired", "unreadable": "expired", "revoked": "expired"}.get(reason.code, status.expiry)
+            warnings.append({"service": name, "level": level if level != "ok" else "expiring", "text": text})
     g.svcssl_banner = warnings
     return warnings
 

@@ -36,7 +36,7 @@ def _live_json(check: LiveCheck | None) -> dict[str, Any] | None:
     if check is None:
         return None
     return {"state": check.state, "probe": check.probe, "served_fingerprint": check.served_fingerprint,
-            "detail": check.detail}
+            "active_fingerprint": check.active_fingerprint, "detail": check.detail}
 
 
 def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[str, Any]:
@@ -50,6 +50,8 @@ def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[s
         "active_fingerprint": status.active.fingerprint if status.active else None,
         "certificate_info": certificate_info(status.info),
         "flags": list(status.flags),
+        "assessment": status.assessment.to_dict(),
+        "drift": status.drift,
         "problem": status.problem,
         "live": _live_json(live),
     }
@@ -68,17 +70,18 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps([_status_json(s, live.get(s.service.name)) for s in statuses], indent=2))
         return EXIT_OK
     now = ctx.now()
-    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "FLAGS"]]
+    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "VERDICT", "FLAGS"]]
     for status in statuses:
         info = status.info
         check = live.get(status.service.name)
         live_text = check.state if check else "-"
         if info is None:
-            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.problem or ""])
+            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.assessment.verdict,
+                         status.problem or ""])
             continue
         days = info.days_left(now)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         rows.append([
             status.service.name + (" (deprecated)" if status.service.deprecated else ""),
@@ -87,9 +90,13 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             info.key_label,
             info.issuer_label,
             live_text,
+            status.assessment.verdict,
             ", ".join(flags) or "ok",
         ])
     _print_table(rows)
+    for status in statuses:
+        if not status.assessment.ok:
+            print(f"{status.service.name}: {status.assessment.summary}")
     return EXIT_OK
 
 
@@ -99,10 +106,11 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,
                            **_live_json(c)} for c in checks], indent=2))
     else:
-        rows = [["SERVICE", "PROBE", "INSTALLED", "SERVED", "STATE"]]
+        rows = [["SERVICE", "PROBE", "SVCSSL", "FILES", "SERVED", "STATE"]]
         for c in checks:
-            rows.append([c.service, c.probe or "-", (c.installed_fingerprint or "-")[:16],
-                         (c.served_fingerprint or "-")[:16], c.state if c.state != "unreachable" else f"unreachable ({c.detail})"])
+            rows.append([c.service, c.probe or "-", (c.active_fingerprint or "-")[:16], (c.installed_fingerprint or "-")[:16],
+                         (c.served_fingerprint or "-")[:16],
+                         c.state if c.state not in ("unreachable", "drift") else f"{c.state} ({c.detail})"])
         _print_table(rows)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
@@ -130,6 +138,7 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
     info = status.info
     if info is None:
         print(f"Certificate:  none usable ({status.problem})")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
     else:
         print(f"Domains:      {', '.join(info.domains)}")
         print(f"Issuer:       {info.issuer_label}" + ("  (self-signed: clients will not trust it)" if info.is_self_signed else ""))
@@ -139,6 +148,7 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
         print(f"Signature:    {info.signature_algorithm}")
         print(f"Fingerprint:  {info.fingerprint}")
         print(f"Flags:        {', '.join(status.flags) or 'none'}")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
         for link in details.chain:
             print(f"Chain:        {link.subject_cn or '?'} (issued by {link.issuer_label}, until {link.not_after:%Y-%m-%d})")
     print("History:")
@@ -371,7 +381,7 @@ def cmd_maintenance_run(ctx: Context, args: argparse.Namespace) -> int:
             print(f"      action: {s.action} [{s.outcome}]" + (f" ({s.detail})" if s.detail and s.outcome == "failed" else ""))
         for n in report.notifications:
             print(f"  mail: {n['subject']} — {n['result']}")
-        print("Result: " + ("every service is fine" if report.ok else "needs attention"))
+        print("Result: " + (report.summary or ("every service is fine" if report.ok else "needs attention")))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

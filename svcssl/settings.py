@@ -115,6 +115,7 @@ class NotifySettings:
     recipient: str | None
     expiry_days: int
     panel_url: str | None
+    ca_file: Path | None = None  # CA certificates (PEM) the relay's STARTTLS certificate is checked against
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ _ACME_KEYS: dict[str, Any] = {
 _DNS_KEYS: dict[str, Any] = {"nameservers": list, "timeout": (int, float)}
 _NOTIFY_KEYS: dict[str, Any] = {
     "smtp_host": str, "smtp_port": int, "starttls": bool, "username": str, "password_file": str, "sender": str,
-    "recipient": str, "expiry_days": int, "panel_url": str,
+    "recipient": str, "expiry_days": int, "panel_url": str, "ca_file": str,
 }
 _MAINTENANCE_KEYS: dict[str, Any] = {"schedule": str, "own_ca_renew_days": int, "other_renew_days": int}
 _ACCOUNTS_KEYS: dict[str, Any] = {"home_root": str}
@@ -431,6 +432,7 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
             recipient=notify.get("recipient") or None,
             expiry_days=notify.get("expiry_days", 20),
             panel_url=notify.get("panel_url") or None,
+            ca_file=_path(notify.get("ca_file"), state_dir),
         ),
         maintenance=MaintenanceSettings(
             schedule=schedule,

@@ -10,8 +10,9 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from ..errors import AccessDeniedError, InputError
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
-from ..operations.install import install_certificate
-from ..operations.inventory import expiry_class, service_details
+from ..operations.install import assess_info, install_certificate, install_warnings
+from ..operations.assessment import Thresholds
+from ..operations.inventory import service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
@@ -53,7 +54,7 @@ def index():
         info = status.info
         check = live.get(status.service.name)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
@@ -61,13 +62,13 @@ def index():
             "status": status,
             "info": info,
             "days": info.days_left(now) if info else None,
-            "expiry": expiry_class(info, now) if info else "expired",
+            "expiry": status.expiry,
             "flags": flags,
             "live": check,
             "timeline": timeline_for(info, now, axis_start, axis_end) if info else None,
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
-                           form=ConfirmForm())
+                           form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings))
 
 
 def _service_choices():
@@ -115,6 +116,10 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
         extra["apply_from"] = None
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
+    if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
+        assessment = assess_info(context(), extra["choice"].info)
+        extra.setdefault("choice_assessment", assessment)
+        extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
     return render_template("service_ssl/install.html", form=form, **extra), status
 
