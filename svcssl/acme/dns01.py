@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 from ..errors import SvcsslError
 
@@ -32,29 +33,21 @@ def _run(argv: tuple[str, ...], timeout: float) -> tuple[int, str]:
     return proc.returncode, proc.stdout.decode("utf-8", "replace")[:OUTPUT_LIMIT].strip()
 
 
-class HookResponder:
-    """Publishes every record on entry and removes them on exit (even when validation failed)."""
-
-    def __init__(self, hook: tuple[str, ...], records: Mapping[str, str], timeout: float = 300.0):
-        self.hook = tuple(hook)
-        self.records = dict(records)
-        self.timeout = timeout
-        self._added: list[tuple[str, str]] = []
-
-    def __enter__(self) -> "HookResponder":
-        for name, value in self.records.items():
-            code, output = _run(self.hook + ("add", name, value), self.timeout)
+@contextmanager
+def published(hook: tuple[str, ...], records: Mapping[str, str], timeout: float = 300.0) -> Iterator[None]:
+    """Publish every TXT record through the hook; remove them afterwards (even when validation failed)."""
+    added: list[tuple[str, str]] = []
+    try:
+        for name, value in records.items():
+            code, output = _run(tuple(hook) + ("add", name, value), timeout)
             if code != 0:
-                self.__exit__(None, None, None)
                 raise DNS01Error(f"the DNS-01 hook could not add the TXT record {name} (exit {code})"
                                  + (f": {output}" if output else ""))
-            self._added.append((name, value))
+            added.append((name, value))
             log.info("DNS-01: TXT record %s published by the hook", name)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for name, value in self._added:
-            code, output = _run(self.hook + ("remove", name, value), self.timeout)
+        yield
+    finally:
+        for name, value in added:
+            code, output = _run(tuple(hook) + ("remove", name, value), timeout)
             if code != 0:
                 log.warning("DNS-01: the hook could not remove %s (exit %d): %s", name, code, output)
-        self._added.clear()
