@@ -1,18 +1,21 @@
-"""ACME (RFC 8555) on ``acme.client.ClientV2``'s public API: resumable orders, HTTP-01/DNS-01, renewal information.
+"""ACME (RFC 8555) on ``acme.client.ClientV2``'s public API, keeping what is ours: the account and resumable orders.
 
-State lives under ``state_dir/acme/<sha256 of the directory URL>/`` (0700; files 0600): the account
-(:mod:`.account`) and, while an order is unfinished, ``pending-key.pem`` + ``pending.json`` (its key
-and URL, written before any challenge is answered). The next :func:`order_certificate` for the same
-names resumes that order if the CA still has it; both files go once the certificate is returned or the
-order has definitively failed (a timeout or a network error keeps them). One order runs at a time per
-directory URL (``state_dir/locks/acme-<hash>.lock``). Every failure is an :class:`AcmeError`.
+State lives in ``state_dir/acme/<sha256 of the directory URL>/`` (0700, files 0600): ``account-key.pem`` and
+``account.json``; while an order is unfinished, ``pending-key.pem`` + ``pending.json`` (key and order URL, written
+before any challenge is answered). The next order for the same names resumes it if the CA still has it; both go
+once the certificate is returned or the order has definitively failed (a timeout or a network error keeps them).
+One order runs at a time per directory URL (``state_dir/locks/acme-<hash>.lock``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import json
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from acme import challenges, messages
 from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import InputError
@@ -33,20 +37,20 @@ from ..fsutil import atomic_write, file_lock
 from ..x509.encode import key_pem
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
-from ..x509.validate import key_matches
-from .account import ACCOUNT_FILE, ACCOUNT_KEY_FILE, account_dir, directory_key, ensure_account  # noqa: F401
-from .account import jwk_of, load_account_key as _account_key, private_dir, read_json, write_json
 from .dns01 import published
 from .http01 import DEFAULT_LISTEN, Resource, parse_listen, responder
 from .problems import TRANSIENT, AcmeError, OrderFailed, problem_error, translated
 
 log = logging.getLogger(__name__)
 
+ACCOUNT_FILE = "account.json"
+ACCOUNT_KEY_FILE = "account-key.pem"
 PENDING_FILE = "pending.json"
 PENDING_KEY_FILE = "pending-key.pem"
 RESUMABLE = (messages.STATUS_PENDING, messages.STATUS_READY, messages.STATUS_PROCESSING, messages.STATUS_VALID)
 _NONCE_ROUNDS = 3  # acme's post tries two nonces each round; CAs may reject several in a row
 _KEY_TYPE = re.compile(r"rsa-(2048|3072|4096)|ecdsa-p(256|384)")
+_EC_ALGORITHMS = {"secp256r1": jose.ES256, "secp384r1": jose.ES384, "secp521r1": jose.ES512}
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,13 @@ class _Network(ClientNetwork):
 
 
 def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) -> ClientV2:
-    jwk, alg = jwk_of(key) if key is not None else (None, jose.RS256)
+    jwk, alg = None, jose.RS256
+    if isinstance(key, rsa.RSAPrivateKey):
+        jwk = jose.JWKRSA(key=key)
+    elif key is not None:
+        if key.curve.name not in _EC_ALGORITHMS:
+            raise AcmeError("the ACME account key must be RSA or ECDSA P-256/P-384/P-521")
+        jwk, alg = jose.JWKEC(key=key), _EC_ALGORITHMS[key.curve.name]
     net = _Network(key=jwk, alg=alg, verify_ssl=config.verify, user_agent=config.user_agent,  # type: ignore[arg-type]
                    timeout=max(5, min(45, int(timeout))))
     with translated(f"cannot read the ACME directory {config.directory}", net,
@@ -99,13 +109,91 @@ def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) 
         return ClientV2(ClientV2.get_directory(config.directory, net), net)
 
 
-def _post_as_get(client: ClientV2, url: str) -> Any:
-    return client.net.post(url, None, new_nonce_url=client.directory.newNonce)
+def directory_key(directory_url: str) -> str:
+    """The name of the per-directory state folder: lower-case hex SHA-256 of the directory URL."""
+    return hashlib.sha256(directory_url.encode("utf-8")).hexdigest()
+
+
+def account_dir(state_dir: Path, directory_url: str) -> Path:
+    return Path(state_dir) / "acme" / directory_key(directory_url)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable ACME state file %s: %s", path, exc)
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
 
 
 def _clear_pending(folder: Path) -> None:
     (folder / PENDING_FILE).unlink(missing_ok=True)
     (folder / PENDING_KEY_FILE).unlink(missing_ok=True)
+
+
+def _account_key(folder: Path, directory_url: str) -> PrivateKey:
+    """The account key stored in ``folder``; a new ECDSA P-256 key, stored first, when there is none."""
+    path = folder / ACCOUNT_KEY_FILE
+    if path.exists():
+        try:
+            return read_private_key(path.read_bytes())
+        except (OSError, InputError) as exc:
+            raise AcmeError(f"cannot read the ACME account key {path}: {getattr(exc, 'message', exc)}") from None
+    key = generate_private_key("ecdsa-p256")
+    atomic_write(path, key_pem(key), 0o600)
+    log.info("created a new ACME account key for %s", directory_url)
+    return key
+
+
+def _register(client: ClientV2, config: AcmeConfig) -> str:
+    eab = None
+    if config.eab_kid or config.eab_hmac_key:
+        if not (config.eab_kid and config.eab_hmac_key):
+            raise AcmeError("External Account Binding needs both a key identifier and an HMAC key")
+        try:
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=client.net.key.public_key(), kid=config.eab_kid, hmac_key=config.eab_hmac_key,
+                directory=client.directory)
+        except (ValueError, binascii.Error, jose.errors.Error):
+            raise AcmeError("the External Account Binding HMAC key is not valid base64url") from None
+    elif client.external_account_required():
+        raise AcmeError(f"the ACME server {config.directory} requires External Account Binding: "
+                        "configure the key identifier and HMAC key your CA gave you")
+    return client.new_account(messages.NewRegistration.from_data(
+        email=config.email or None, terms_of_service_agreed=True, external_account_binding=eab)).uri
+
+
+def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
+    """The account URL of the client's key at this CA, registered now if the CA does not know the key."""
+    stored = _read_json(folder / ACCOUNT_FILE)
+    contact = tuple(f"mailto:{part.strip()}" for part in (config.email or "").split(",") if part.strip())
+    try:
+        with translated("cannot look up the ACME account", client.net):
+            regr = client.query_registration(messages.RegistrationResource(body=messages.Registration()))
+    except AcmeError as exc:
+        if exc.code != "accountDoesNotExist":
+            raise
+        with translated(f"cannot register an ACME account at {config.directory}", client.net):
+            uri = _register(client, config)
+        _write_json(folder / ACCOUNT_FILE, {
+            "directory": config.directory, "uri": uri, "contact": list(contact), "terms_of_service_agreed": True,
+            "terms_of_service": getattr(getattr(client.directory, "meta", None), "terms_of_service", None),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        log.info("registered ACME account %s at %s (stored: %s)", uri, config.directory, stored.get("uri"))
+        return uri
+    meta = {**stored, "directory": config.directory, "uri": regr.uri}
+    if contact and tuple(regr.body.contact) != contact:
+        with translated("cannot update the ACME account's contact address", client.net):
+            client.update_registration(regr, messages.Registration(contact=contact))
+        meta["contact"] = list(contact)
+    if meta != stored:
+        _write_json(folder / ACCOUNT_FILE, meta)
+    return regr.uri
 
 
 def _identifier(authzr: messages.AuthorizationResource) -> str:
@@ -115,14 +203,15 @@ def _identifier(authzr: messages.AuthorizationResource) -> str:
 
 def _authorization_failure(client: ClientV2, authzr: messages.AuthorizationResource) -> AcmeError:
     """The CA's problem with a failed authorisation (read raw: ``acme``'s Error drops the problem's status)."""
-    name, raw = _identifier(authzr), _post_as_get(client, authzr.uri).json()
+    raw = client.net.post(authzr.uri, None, new_nonce_url=client.directory.newNonce).json()
     for error in (challenge.get("error") for challenge in raw.get("challenges") or ()):
         if isinstance(error, dict):
             status = error.get("status") if isinstance(error.get("status"), int) else None
-            return problem_error(f"the CA could not validate {name}", error.get("type"), error.get("detail"),
-                                 status, OrderFailed)
+            return problem_error(f"the CA could not validate {_identifier(authzr)}", error.get("type"),
+                                 error.get("detail"), status, OrderFailed)
     state = raw.get("status", "not valid")
-    return OrderFailed(f"the CA's authorisation for {name} is {state}", detail=f"authorisation is {state}")
+    return OrderFailed(f"the CA's authorisation for {_identifier(authzr)} is {state}",
+                       detail=f"authorisation is {state}")
 
 
 def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResource, deadline: datetime) -> None:
@@ -131,19 +220,18 @@ def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResou
     answers, records, resources = [], {}, []
     with translated("cannot read the ACME authorisations", client.net):
         for authzr in orderr.authorizations:
-            name = _identifier(authzr)
-            if authzr.body.status == messages.STATUS_VALID:
-                log.info("ACME authorisation for %s is already valid", name)
-                continue
             if authzr.body.status != messages.STATUS_PENDING:
-                raise _authorization_failure(client, authzr)
+                if authzr.body.status != messages.STATUS_VALID:
+                    raise _authorization_failure(client, authzr)
+                continue
             challb = next((c for c in authzr.body.challenges if isinstance(c.chall, kind)), None)
             if challb is None:
                 offered = ", ".join(sorted(str(getattr(c.chall, "typ", "?")) for c in authzr.body.challenges))
-                raise OrderFailed(f"the CA offers no {kind.typ} challenge for {name} (offered: {offered or 'none'})")
+                raise OrderFailed(f"the CA offers no {kind.typ} challenge for {_identifier(authzr)} "
+                                  f"(offered: {offered or 'none'})")
             response, validation = challb.response_and_validation(client.net.key)
             if config.dns01_hook:
-                records[challb.chall.validation_domain_name(name)] = validation
+                records[challb.chall.validation_domain_name(_identifier(authzr))] = validation
             resources.append(Resource(challb.chall, response, validation))
             answers.append((challb, response))
     if not answers:
@@ -162,71 +250,35 @@ def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResou
 
 
 def _finalize(client: ClientV2, orderr: messages.OrderResource, deadline: datetime) -> bytes:
-    """``finalize_order`` in its two public steps, to tell a refused CSR from a transient failure."""
+    """Finalise the order (or wait for a resumed one) and return the certificate chain."""
     with translated("cannot finish the ACME order", client.net):
-        if orderr.body.status in (messages.STATUS_PENDING, messages.STATUS_READY):
-            try:
-                client.begin_finalization(orderr)
-                log.info("finalised ACME order %s", orderr.uri)
-            except messages.Error as exc:
-                if exc.code != "orderNotReady":  # badCSR, badPublicKey, ...: this order cannot succeed
-                    status = client.net.last_status
-                    transient = exc.code in TRANSIENT or (status or 0) >= 500
-                    raise problem_error("the CA refused to finalise the order", exc.typ, exc.detail, status,
-                                        AcmeError if transient else OrderFailed) from exc
         try:
-            return client.poll_finalization(orderr, deadline).fullchain_pem.encode("utf-8")
+            return client.finalize_order(orderr, deadline).fullchain_pem.encode("utf-8")
+        except messages.Error as exc:  # badCSR, badPublicKey, ...: this order cannot succeed
+            status = client.net.last_status
+            raise problem_error("the CA refused to finalise the order", exc.typ, exc.detail, status,
+                                AcmeError if exc.code in TRANSIENT or (status or 0) >= 500 else OrderFailed) from exc
         except acme_errors.IssuanceError as exc:
             raise problem_error("the CA refused to issue the certificate", exc.error.typ, exc.error.detail,
                                 None, OrderFailed) from exc
-        except acme_errors.Error as exc:
-            if type(exc) is acme_errors.Error:  # acme's "The certificate order failed. No further information"
-                raise OrderFailed("the CA marked the order invalid without saying why") from exc
-            raise
-
-
-def _check_issued(fullchain: bytes, key: PrivateKey, names: list[str]) -> None:
-    try:
-        leaf = x509.load_pem_x509_certificates(fullchain)[0]
-        covered = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName)
-    except x509.ExtensionNotFound:
-        covered = []
-    except ValueError:
-        raise AcmeError("the CA returned a certificate chain svcssl cannot read") from None
-    if not key_matches(leaf, key):
-        raise AcmeError("the CA returned a certificate for a different key")
-    if missing := [n for n in names if n not in {c.lower() for c in covered}]:
-        raise AcmeError(f"the CA returned a certificate that does not cover {', '.join(missing)}")
-
-
-def normalise_names(names: list[str]) -> list[str]:
-    """Lower-case, without trailing dots or duplicates, first name first (it becomes the CN)."""
-    result = list(dict.fromkeys(clean for name in names if (clean := name.strip().rstrip(".").lower())))
-    if not result:
-        raise InputError("no names were given for the certificate order")
-    return result
 
 
 def _resume(client: ClientV2, config: AcmeConfig, folder: Path,
             names: list[str]) -> tuple[messages.OrderResource, PrivateKey] | None:
     """This account's pending order for ``names`` (with its key) if the CA still has it, else None."""
-    pending = read_json(folder / PENDING_FILE)
-    if pending is None:
+    pending = _read_json(folder / PENDING_FILE)
+    url, reason = pending.get("order_url"), f"it is for {', '.join(pending.get('names') or ())}"
+    if not pending:
         return None
-    url, reason = pending.get("order_url"), None
-    if pending.get("directory") != config.directory or not url:
-        reason = "it belongs to another directory"
-    elif sorted(pending.get("names") or ()) != sorted(names):
-        reason = f"it is for {', '.join(pending.get('names') or ())}"
-    else:
+    if pending.get("directory") == config.directory and url and sorted(pending.get("names") or ()) == sorted(names):
         try:
             key = read_private_key((folder / PENDING_KEY_FILE).read_bytes())
             with translated("cannot look up the pending ACME order", client.net):
-                body = messages.Order.from_json(_post_as_get(client, url).json())
-                reason = None if body.status in RESUMABLE else f"it is {body.status.name}"
+                body = messages.Order.from_json(client.net.post(url, None, new_nonce_url=client.directory.newNonce)
+                                                .json())
                 authzrs = [client.poll(messages.AuthorizationResource(uri=authz, body=messages.Authorization()))[0]
                            for authz in body.authorizations if body.status == messages.STATUS_PENDING]
+            reason = None if body.status in RESUMABLE else f"it is {body.status.name}"
         except (OSError, InputError):
             reason = "its key cannot be read"
         except AcmeError as exc:
@@ -253,7 +305,7 @@ def _new_order(client: ClientV2, config: AcmeConfig, folder: Path, names: list[s
     except AcmeError:
         _clear_pending(folder)
         raise
-    write_json(folder / PENDING_FILE, {
+    _write_json(folder / PENDING_FILE, {
         "directory": config.directory, "names": names, "order_url": orderr.uri, "account_uri": account_uri,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     log.info("new ACME order %s for %s", orderr.uri, ", ".join(names))
@@ -267,19 +319,22 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
     Resumes this account's pending order for the same names if the CA still has it. Raises
     :class:`AcmeError` on any failure; within ``timeout`` seconds for validation and issuance.
     """
-    names = normalise_names(names)
+    names = list(dict.fromkeys(clean for name in names if (clean := name.strip().rstrip(".").lower())))
+    if not names:
+        raise InputError("no names were given for the certificate order")
     if not _KEY_TYPE.fullmatch(str(config.key_type)):
         raise AcmeError(f"unknown certificate key type {config.key_type!r} "
                         "(rsa-2048, rsa-3072, rsa-4096, ecdsa-p256 or ecdsa-p384)")
     if config.webroot is None and not config.dns01_hook:
         parse_listen(config.http01_listen)  # ConfigError now rather than after the order exists
-    started = time.monotonic()
-    deadline = datetime.now() + timedelta(seconds=timeout)  # naive local time: acme's polling compares so
-    private_dir(Path(state_dir) / "acme")
-    private_dir(folder := account_dir(state_dir, config.directory))
+    started, deadline = time.monotonic(), datetime.now() + timedelta(seconds=timeout)  # naive, as acme compares
+    folder = account_dir(state_dir, config.directory)
+    for private in (folder.parent, folder):
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(private, 0o700)
     with file_lock(Path(state_dir) / "locks" / f"acme-{directory_key(config.directory)[:16]}.lock", timeout=timeout):
         client = _connect(config, timeout, _account_key(folder, config.directory))
-        account_uri = ensure_account(client, config, folder, client.net.key)
+        account_uri = _ensure_account(client, config, folder)
         orderr, key = _resume(client, config, folder, names) or _new_order(client, config, folder, names, account_uri)
         try:
             _authorize(client, config, orderr, deadline)
@@ -288,7 +343,6 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
             _clear_pending(folder)
             log.warning("ACME order %s failed; its pending state is removed", orderr.uri)
             raise
-        _check_issued(fullchain, key, names)
         _clear_pending(folder)
         log.info("certificate issued for %s by %s in %.1f s", ", ".join(names), config.directory,
                  time.monotonic() - started)
@@ -307,9 +361,9 @@ def renewal_window(config: AcmeConfig, cert_pem: bytes, *, now: datetime | None 
                    timeout: float = 30) -> tuple[datetime, datetime] | None:
     """The CA's suggested renewal window (RFC 9773 ARI) for the leaf in ``cert_pem``, as aware UTC datetimes.
 
-    ``None`` when the CA does not advertise ``renewalInfo`` (pebble 2.4.0), when the certificate has
-    no Authority Key Identifier, or when it has already expired (ARI must not be asked then; it is due
-    anyway). Not ``ClientV2.renewal_time``: that returns a random time inside the window, not the window.
+    ``None`` when the CA does not advertise ``renewalInfo`` (pebble 2.4.0), the certificate has no Authority
+    Key Identifier, or it has expired (then it is due anyway). ``ClientV2.renewal_time`` gives a random time
+    inside the window, not the window.
     """
     try:
         cert = x509.load_pem_x509_certificates(cert_pem)[0]

@@ -1,8 +1,7 @@
-"""DNS-01 through an administrator's hook command: `HOOK… add NAME VALUE` before, `HOOK… remove NAME VALUE` after.
+"""DNS-01 through the administrator's hook, an argv list: ``HOOK… add NAME VALUE`` before, ``… remove NAME VALUE`` after.
 
-The hook is an argv list (never a shell string). It must publish the TXT record NAME (for example
-``_acme-challenge.mail.example.com``) with VALUE and return once the record is visible to the CA
-(waiting for propagation is the hook's business); exit 0 on success. Its output is shown when it fails.
+The hook publishes the TXT record NAME (e.g. ``_acme-challenge.mail.example.com``) and returns, exit 0, once the CA
+can see it (waiting for propagation is the hook's business). Its output is shown when it fails.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
-from ..errors import SvcsslError
+from .problems import AcmeError
 
 log = logging.getLogger(__name__)
 OUTPUT_LIMIT = 2000
 
 
-class DNS01Error(SvcsslError):
+class DNS01Error(AcmeError):
     """The hook command failed; nothing was answered."""
 
 
@@ -39,7 +38,7 @@ def published(hook: tuple[str, ...], records: Mapping[str, str], timeout: float 
     added: list[tuple[str, str]] = []
     try:
         for name, value in records.items():
-            code, output = _run(tuple(hook) + ("add", name, value), timeout)
+            code, output = _run((*hook, "add", name, value), timeout)
             if code != 0:
                 raise DNS01Error(f"the DNS-01 hook could not add the TXT record {name} (exit {code})"
                                  + (f": {output}" if output else ""))
@@ -48,6 +47,6 @@ def published(hook: tuple[str, ...], records: Mapping[str, str], timeout: float 
         yield
     finally:
         for name, value in added:
-            code, output = _run(tuple(hook) + ("remove", name, value), timeout)
+            code, output = _run((*hook, "remove", name, value), timeout)
             if code != 0:
                 log.warning("DNS-01: the hook could not remove %s (exit %d): %s", name, code, output)

@@ -12,18 +12,18 @@ from acme import errors as acme_errors
 from acme import messages
 
 from ..errors import SvcsslError
-from .dns01 import DNS01Error
-from .http01 import HTTP01Error
 
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
 TRANSIENT = frozenset({"rateLimited", "serverInternal", "badNonce"})
+_REASON = re.compile(r"certificate verify failed: ([^(')\"]+)|\[Errno -?\d+\] ([^'\")]+)|"
+                     r"(Read timed out|Connection refused|Name or service not known)")
 
 
 class AcmeError(SvcsslError):
     """An ACME operation failed; ``problem_type``/``detail``/``status`` come from the CA's problem document.
 
-    ``problem_type`` is e.g. ``urn:ietf:params:acme:error:connection`` and ``None`` when the failure
-    was not reported by the CA (no connection, timeout, local listener could not start).
+    ``problem_type`` (e.g. ``urn:ietf:params:acme:error:connection``) is ``None`` when the CA reported
+    nothing (no connection, timeout, local listener or hook could not publish the challenge).
     """
 
     def __init__(self, message: str, *, problem_type: str | None = None, detail: str = "",
@@ -34,9 +34,8 @@ class AcmeError(SvcsslError):
     @property
     def code(self) -> str | None:
         """The short ACME error code (``connection``, ``rateLimited``, ...) when the type is an ACME one."""
-        if self.problem_type and self.problem_type.startswith(ERROR_PREFIX):
-            return self.problem_type[len(ERROR_PREFIX):]
-        return None
+        acme_type = self.problem_type and self.problem_type.startswith(ERROR_PREFIX)
+        return self.problem_type[len(ERROR_PREFIX):] if acme_type else None
 
 
 class OrderFailed(AcmeError):
@@ -52,11 +51,8 @@ def problem_error(what: str, problem_type: str | None, detail: str | None, statu
 
 def _short_reason(exc: BaseException) -> str:
     text = str(exc)
-    for pattern in (r"certificate verify failed: ([^(')\"]+)", r"\[Errno -?\d+\] ([^'\")]+)",
-                    r"(Read timed out|Connection refused|Name or service not known)"):
-        if found := re.search(pattern, text):
-            return found.group(1).strip()
-    return text if len(text) <= 300 else text[:297] + "..."
+    found = re.search(_REASON, text)
+    return next(part for part in found.groups() if part).strip() if found else text[:300]
 
 
 @contextmanager
@@ -67,17 +63,10 @@ def translated(what: str, net: object = None, server: str = "") -> Iterator[None
     """
     try:
         yield
-    except AcmeError:
-        raise
-    except (HTTP01Error, DNS01Error) as exc:
-        raise AcmeError(f"{what}: {exc.message}", detail=exc.message) from exc
     except messages.Error as exc:
         raise problem_error(what, exc.typ, exc.detail, getattr(net, "last_status", None)) from exc
     except acme_errors.TimeoutError as exc:
         raise AcmeError(f"{what}: gave up after the time limit; the order is kept and will be resumed") from exc
-    except acme_errors.ConflictError as exc:
-        raise AcmeError(f"{what}: the ACME server reported a conflict ({exc.location})",
-                        status=getattr(net, "last_status", None)) from exc
     except acme_errors.Error as exc:
         raise AcmeError(f"{what}: {str(exc) or type(exc).__name__}", status=getattr(net, "last_status", None)) from exc
     except requests.exceptions.SSLError as exc:
