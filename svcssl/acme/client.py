@@ -18,13 +18,15 @@ import math
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import josepy as jose
+import requests
 from acme import challenges, messages
 from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
@@ -32,14 +34,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import InputError
+from ..errors import AcmeError, InputError
 from ..fsutil import atomic_write, file_lock
 from ..x509.encode import key_pem
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
 from .dns01 import published
-from .http01 import DEFAULT_LISTEN, Resource, parse_listen, responder
-from .problems import TRANSIENT, AcmeError, OrderFailed, problem_error, translated
+from .http01 import DEFAULT_LISTEN, Resource, StandaloneResponder, parse_listen, webroot_files
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,51 @@ ACCOUNT_KEY_FILE = "account-key.pem"
 PENDING_FILE = "pending.json"
 PENDING_KEY_FILE = "pending-key.pem"
 RESUMABLE = (messages.STATUS_PENDING, messages.STATUS_READY, messages.STATUS_PROCESSING, messages.STATUS_VALID)
+TRANSIENT = frozenset({"rateLimited", "serverInternal", "badNonce"})
+_REASON = re.compile(r"certificate verify failed: ([^(')\"]+)|\[Errno -?\d+\] ([^'\")]+)|"
+                     r"(Read timed out|Connection refused|Name or service not known)")
 _NONCE_ROUNDS = 3  # acme's post tries two nonces each round; CAs may reject several in a row
 _KEY_TYPE = re.compile(r"rsa-(2048|3072|4096)|ecdsa-p(256|384)")
 _EC_ALGORITHMS = {"secp256r1": jose.ES256, "secp384r1": jose.ES384, "secp521r1": jose.ES512}
+
+
+class OrderFailed(AcmeError):
+    """The order itself is dead at the CA (invalid): its pending state must go."""
+
+
+def problem_error(what: str, problem_type: str | None, detail: str | None, status: int | None,
+                  cls: type[AcmeError] = AcmeError) -> AcmeError:
+    detail = (detail or "").strip() or "no detail given"
+    label = (problem_type or "unknown problem").removeprefix(AcmeError.PREFIX)
+    return cls(f"{what}: {detail} ({label})", problem_type=problem_type, detail=detail, status=status)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc)
+    found = re.search(_REASON, text)
+    return next(part for part in found.groups() if part).strip() if found else text[:300]
+
+
+@contextmanager
+def translated(what: str, net: object = None, server: str = "") -> Iterator[None]:
+    """Turn an ``acme``/``requests``/``josepy`` error into an :class:`AcmeError` about ``what``."""
+    try:
+        yield
+    except messages.Error as exc:
+        raise problem_error(what, exc.typ, exc.detail, getattr(net, "last_status", None)) from exc
+    except acme_errors.TimeoutError as exc:
+        raise AcmeError(f"{what}: gave up after the time limit; the order is kept and will be resumed") from exc
+    except acme_errors.Error as exc:
+        raise AcmeError(f"{what}: {str(exc) or type(exc).__name__}", status=getattr(net, "last_status", None)) from exc
+    except requests.exceptions.SSLError as exc:
+        raise AcmeError(f"{what}: the TLS certificate of the ACME server {server} could not be verified "
+                        f"({_short_reason(exc)}); configure the CA file that signed it") from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise AcmeError(f"{what}: cannot reach the ACME server {server} ({_short_reason(exc)})") from exc
+    except requests.exceptions.RequestException as exc:
+        raise AcmeError(f"{what}: {_short_reason(exc)}") from exc
+    except jose.errors.Error as exc:
+        raise AcmeError(f"{what}: the ACME server sent a response svcssl cannot read ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -80,10 +123,7 @@ class _Network(ClientNetwork):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.last_status: int | None = None
-        self.session.hooks["response"].append(self._remember)
-
-    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        self.last_status = response.status_code
+        self.session.hooks["response"].append(lambda response, **_: setattr(self, "last_status", response.status_code))
 
     def post(self, *args: Any, **kwargs: Any) -> Any:
         for attempt in range(1, _NONCE_ROUNDS + 1):
@@ -99,9 +139,9 @@ def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) 
     if isinstance(key, rsa.RSAPrivateKey):
         jwk = jose.JWKRSA(key=key)
     elif key is not None:
-        if key.curve.name not in _EC_ALGORITHMS:
+        if (alg := _EC_ALGORITHMS.get(key.curve.name)) is None:
             raise AcmeError("the ACME account key must be RSA or ECDSA P-256/P-384/P-521")
-        jwk, alg = jose.JWKEC(key=key), _EC_ALGORITHMS[key.curve.name]
+        jwk = jose.JWKEC(key=key)
     net = _Network(key=jwk, alg=alg, verify_ssl=config.verify, user_agent=config.user_agent,  # type: ignore[arg-type]
                    timeout=max(5, min(45, int(timeout))))
     with translated(f"cannot read the ACME directory {config.directory}", net,
@@ -109,13 +149,9 @@ def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) 
         return ClientV2(ClientV2.get_directory(config.directory, net), net)
 
 
-def directory_key(directory_url: str) -> str:
-    """The name of the per-directory state folder: lower-case hex SHA-256 of the directory URL."""
-    return hashlib.sha256(directory_url.encode("utf-8")).hexdigest()
-
-
 def account_dir(state_dir: Path, directory_url: str) -> Path:
-    return Path(state_dir) / "acme" / directory_key(directory_url)
+    """The state folder of one directory URL: ``state_dir/acme/`` + lower-case hex SHA-256 of the URL."""
+    return Path(state_dir) / "acme" / hashlib.sha256(directory_url.encode("utf-8")).hexdigest()
 
 
 def _read_json(path: Path) -> dict:
@@ -132,8 +168,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _clear_pending(folder: Path) -> None:
-    (folder / PENDING_FILE).unlink(missing_ok=True)
-    (folder / PENDING_KEY_FILE).unlink(missing_ok=True)
+    for name in (PENDING_FILE, PENDING_KEY_FILE):
+        (folder / name).unlink(missing_ok=True)
 
 
 def _account_key(folder: Path, directory_url: str) -> PrivateKey:
@@ -150,26 +186,8 @@ def _account_key(folder: Path, directory_url: str) -> PrivateKey:
     return key
 
 
-def _register(client: ClientV2, config: AcmeConfig) -> str:
-    eab = None
-    if config.eab_kid or config.eab_hmac_key:
-        if not (config.eab_kid and config.eab_hmac_key):
-            raise AcmeError("External Account Binding needs both a key identifier and an HMAC key")
-        try:
-            eab = messages.ExternalAccountBinding.from_data(
-                account_public_key=client.net.key.public_key(), kid=config.eab_kid, hmac_key=config.eab_hmac_key,
-                directory=client.directory)
-        except (ValueError, binascii.Error, jose.errors.Error):
-            raise AcmeError("the External Account Binding HMAC key is not valid base64url") from None
-    elif client.external_account_required():
-        raise AcmeError(f"the ACME server {config.directory} requires External Account Binding: "
-                        "configure the key identifier and HMAC key your CA gave you")
-    return client.new_account(messages.NewRegistration.from_data(
-        email=config.email or None, terms_of_service_agreed=True, external_account_binding=eab)).uri
-
-
 def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
-    """The account URL of the client's key at this CA, registered now if the CA does not know the key."""
+    """The account URL of the client's key at this CA, registered now (with EAB if configured) if it is unknown."""
     stored = _read_json(folder / ACCOUNT_FILE)
     contact = tuple(f"mailto:{part.strip()}" for part in (config.email or "").split(",") if part.strip())
     try:
@@ -178,8 +196,22 @@ def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
     except AcmeError as exc:
         if exc.code != "accountDoesNotExist":
             raise
+        eab = None
+        if config.eab_kid or config.eab_hmac_key:
+            if not (config.eab_kid and config.eab_hmac_key):
+                raise AcmeError("External Account Binding needs both a key identifier and an HMAC key") from None
+            try:
+                eab = messages.ExternalAccountBinding.from_data(
+                    account_public_key=client.net.key.public_key(), kid=config.eab_kid,
+                    hmac_key=config.eab_hmac_key, directory=client.directory)
+            except (ValueError, binascii.Error, jose.errors.Error):
+                raise AcmeError("the External Account Binding HMAC key is not valid base64url") from None
+        elif client.external_account_required():
+            raise AcmeError(f"the ACME server {config.directory} requires External Account Binding: "
+                            "configure the key identifier and HMAC key your CA gave you") from None
         with translated(f"cannot register an ACME account at {config.directory}", client.net):
-            uri = _register(client, config)
+            uri = client.new_account(messages.NewRegistration.from_data(
+                email=config.email or None, terms_of_service_agreed=True, external_account_binding=eab)).uri
         _write_json(folder / ACCOUNT_FILE, {
             "directory": config.directory, "uri": uri, "contact": list(contact), "terms_of_service_agreed": True,
             "terms_of_service": getattr(getattr(client.directory, "meta", None), "terms_of_service", None),
@@ -196,24 +228,6 @@ def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
     return regr.uri
 
 
-def _identifier(authzr: messages.AuthorizationResource) -> str:
-    value = authzr.body.identifier.value if authzr.body.identifier is not None else "?"
-    return f"*.{value}" if authzr.body.wildcard else value
-
-
-def _authorization_failure(client: ClientV2, authzr: messages.AuthorizationResource) -> AcmeError:
-    """The CA's problem with a failed authorisation (read raw: ``acme``'s Error drops the problem's status)."""
-    raw = client.net.post(authzr.uri, None, new_nonce_url=client.directory.newNonce).json()
-    for error in (challenge.get("error") for challenge in raw.get("challenges") or ()):
-        if isinstance(error, dict):
-            status = error.get("status") if isinstance(error.get("status"), int) else None
-            return problem_error(f"the CA could not validate {_identifier(authzr)}", error.get("type"),
-                                 error.get("detail"), status, OrderFailed)
-    state = raw.get("status", "not valid")
-    return OrderFailed(f"the CA's authorisation for {_identifier(authzr)} is {state}",
-                       detail=f"authorisation is {state}")
-
-
 def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResource, deadline: datetime) -> None:
     """Answer HTTP-01 (or DNS-01 through the hook) for every pending authorisation; wait for the CA's decisions."""
     kind, label = (challenges.DNS01, "DNS-01") if config.dns01_hook else (challenges.HTTP01, "HTTP-01")
@@ -221,23 +235,20 @@ def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResou
     with translated("cannot read the ACME authorisations", client.net):
         for authzr in orderr.authorizations:
             if authzr.body.status != messages.STATUS_PENDING:
-                if authzr.body.status != messages.STATUS_VALID:
-                    raise _authorization_failure(client, authzr)
-                continue
+                continue  # valid already, or failed: poll_authorizations and finalisation report that
             challb = next((c for c in authzr.body.challenges if isinstance(c.chall, kind)), None)
             if challb is None:
-                offered = ", ".join(sorted(str(getattr(c.chall, "typ", "?")) for c in authzr.body.challenges))
-                raise OrderFailed(f"the CA offers no {kind.typ} challenge for {_identifier(authzr)} "
-                                  f"(offered: {offered or 'none'})")
+                raise OrderFailed(f"the CA offers no {kind.typ} challenge for {authzr.body.identifier.value}")
             response, validation = challb.response_and_validation(client.net.key)
             if config.dns01_hook:
-                records[challb.chall.validation_domain_name(_identifier(authzr))] = validation
+                records[challb.chall.validation_domain_name(authzr.body.identifier.value)] = validation
             resources.append(Resource(challb.chall, response, validation))
             answers.append((challb, response))
     if not answers:
         return
-    publish = published(config.dns01_hook, records) if config.dns01_hook else \
-        responder(config.http01_listen, config.webroot, resources)
+    publish = (published(config.dns01_hook, records) if config.dns01_hook
+               else StandaloneResponder(config.http01_listen, resources) if config.webroot is None
+               else webroot_files(config.webroot, resources))
     with translated(f"{label} validation failed", client.net), publish:
         for challb, response in answers:
             if challb.status == messages.STATUS_PENDING:
@@ -245,8 +256,11 @@ def _authorize(client: ClientV2, config: AcmeConfig, orderr: messages.OrderResou
         log.info("answered %d %s challenge(s); waiting for the CA", len(answers), label)
         try:
             client.poll_authorizations(orderr, deadline)
-        except acme_errors.ValidationError as exc:
-            raise _authorization_failure(client, exc.failed_authzrs[0]) from None
+        except acme_errors.ValidationError as exc:  # read the problem raw: acme's Error drops its status
+            authzr = exc.failed_authzrs[0]
+            error = next((c["error"] for c in client.poll(authzr)[1].json()["challenges"] if c.get("error")), {})
+            raise problem_error(f"the CA could not validate {authzr.body.identifier.value}", error.get("type"),
+                                error.get("detail"), error.get("status"), OrderFailed) from None
 
 
 def _finalize(client: ClientV2, orderr: messages.OrderResource, deadline: datetime) -> bytes:
@@ -332,7 +346,7 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
     for private in (folder.parent, folder):
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(private, 0o700)
-    with file_lock(Path(state_dir) / "locks" / f"acme-{directory_key(config.directory)[:16]}.lock", timeout=timeout):
+    with file_lock(Path(state_dir) / "locks" / f"acme-{folder.name[:16]}.lock", timeout=timeout):
         client = _connect(config, timeout, _account_key(folder, config.directory))
         account_uri = _ensure_account(client, config, folder)
         orderr, key = _resume(client, config, folder, names) or _new_order(client, config, folder, names, account_uri)
@@ -361,9 +375,8 @@ def renewal_window(config: AcmeConfig, cert_pem: bytes, *, now: datetime | None 
                    timeout: float = 30) -> tuple[datetime, datetime] | None:
     """The CA's suggested renewal window (RFC 9773 ARI) for the leaf in ``cert_pem``, as aware UTC datetimes.
 
-    ``None`` when the CA does not advertise ``renewalInfo`` (pebble 2.4.0), the certificate has no Authority
-    Key Identifier, or it has expired (then it is due anyway). ``ClientV2.renewal_time`` gives a random time
-    inside the window, not the window.
+    ``None`` when the CA has no ``renewalInfo`` (pebble 2.4.0), the certificate no Authority Key Identifier, or it
+    has expired (due anyway). Not ``ClientV2.renewal_time``, which picks a random time inside the window.
     """
     try:
         cert = x509.load_pem_x509_certificates(cert_pem)[0]
@@ -387,6 +400,4 @@ def renewal_window(config: AcmeConfig, cert_pem: bytes, *, now: datetime | None 
         start, end = window.start.astimezone(timezone.utc), window.end.astimezone(timezone.utc)
     except (ValueError, AttributeError, jose.errors.Error):
         raise AcmeError("the CA's renewal information has no readable suggestedWindow") from None
-    if end < start:
-        raise AcmeError("the CA's renewal information has a window that ends before it starts")
     return start, end

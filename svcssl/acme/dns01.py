@@ -1,4 +1,4 @@
-"""DNS-01 through the administrator's hook, an argv list: ``HOOK… add NAME VALUE`` before, ``… remove NAME VALUE`` after.
+"""DNS-01 through the administrator's hook (argv): ``HOOK… add NAME VALUE`` before, ``HOOK… remove NAME VALUE`` after.
 
 The hook publishes the TXT record NAME (e.g. ``_acme-challenge.mail.example.com``) and returns, exit 0, once the CA
 can see it (waiting for propagation is the hook's business). Its output is shown when it fails.
@@ -11,10 +11,9 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
-from .problems import AcmeError
+from ..errors import AcmeError
 
 log = logging.getLogger(__name__)
-OUTPUT_LIMIT = 2000
 
 
 class DNS01Error(AcmeError):
@@ -29,7 +28,7 @@ def _run(argv: tuple[str, ...], timeout: float) -> tuple[int, str]:
         return 127, f"command not found: {argv[0]}"
     except subprocess.TimeoutExpired:
         return 124, f"timed out after {timeout:g} s"
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")[:OUTPUT_LIMIT].strip()
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")[:2000].strip()
 
 
 @contextmanager

@@ -1,7 +1,6 @@
-"""HTTP-01 (RFC 8555 §8.3) while the CA validates: ``acme.standalone``'s server on ``host:port``, or webroot files.
+"""HTTP-01 (RFC 8555 §8.3) inside a ``with`` block: ``acme.standalone``'s servers on ``host:port``, or webroot files.
 
-Both publish ``acme.standalone`` resources (challenge, response, key authorisation) only inside their
-``with`` block; one that cannot start raises :class:`HTTP01Error` before any challenge is answered.
+A responder that cannot start raises :class:`HTTP01Error` before any challenge is answered.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ from typing import Iterable, Iterator
 
 from acme import standalone
 
-from ..errors import ConfigError
+from ..errors import AcmeError, ConfigError
 from ..fsutil import atomic_write
-from .problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +32,7 @@ def parse_listen(listen: str | None) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"HTTP-01 listen address {text!r} is not host:port (e.g. 0.0.0.0:80)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+    return host.removeprefix("[").removesuffix("]"), int(port_text)
 
 
 class StandaloneResponder:
@@ -66,35 +62,28 @@ class StandaloneResponder:
 @contextmanager
 def webroot_files(webroot: Path, resources: Iterable[Resource]) -> Iterator[None]:
     """Write ``webroot/.well-known/acme-challenge/TOKEN`` (0644); remove the files and the directories made."""
-    directory, written, created = Path(webroot) / ".well-known" / "acme-challenge", [], []
+    directory = Path(webroot) / ".well-known" / "acme-challenge"
     if not Path(webroot).is_dir():
         raise HTTP01Error(f"the HTTP-01 webroot {webroot} is not a directory")
+    created = [folder for folder in (directory.parent, directory) if not folder.is_dir()]
+    files = {directory / resource.chall.encode("token"): resource.validation for resource in resources}
     try:
         try:
-            for folder in (directory.parent, directory):
-                if not folder.is_dir():
-                    folder.mkdir(mode=0o755)
-                    os.chmod(folder, 0o755)  # whatever the umask: the web server must read it
-                    created.append(folder)
-            for resource in resources:
-                written.append(directory / resource.chall.encode("token"))
-                atomic_write(written[-1], resource.validation.encode("ascii"), mode=0o644)
+            for folder in created:
+                folder.mkdir(mode=0o755)
+                os.chmod(folder, 0o755)  # whatever the umask: the web server must read it
+            for path, validation in files.items():
+                atomic_write(path, validation.encode("ascii"), mode=0o644)
         except OSError as exc:
-            raise HTTP01Error(f"cannot write HTTP-01 challenge files under {directory}: {exc.strerror or exc}") from None
-        log.info("HTTP-01 challenge files written under %s (%d)", directory, len(written))
+            raise HTTP01Error(f"cannot write HTTP-01 challenge files under {directory}: "
+                              f"{exc.strerror or exc}") from None
+        log.info("HTTP-01 challenge files written under %s (%d)", directory, len(files))
         yield
     finally:
-        for path in written:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("could not remove HTTP-01 challenge file %s: %s", path, exc.strerror)
+        for path in files:
+            with suppress(OSError):
+                path.unlink()
         for folder in reversed(created):
             with suppress(OSError):  # not empty (someone else's files) or already gone
                 folder.rmdir()
         log.info("HTTP-01 challenge files removed from %s", directory)
-
-
-def responder(listen: str | None, webroot: Path | None, resources: Iterable[Resource]):
-    """The responder a configuration asks for: webroot files when a webroot is set, else a listener."""
-    return webroot_files(webroot, resources) if webroot is not None else StandaloneResponder(listen, resources)
