@@ -216,7 +216,7 @@ def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
             "directory": config.directory, "uri": uri, "contact": list(contact), "terms_of_service_agreed": True,
             "terms_of_service": getattr(getattr(client.directory, "meta", None), "terms_of_service", None),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        log.info("registered ACME account %s at %s (stored: %s)", uri, config.directory, stored.get("uri"))
+        log.info("registered ACME account %s at %s (previously stored: %s)", uri, config.directory, stored.get("uri"))
         return uri
     meta = {**stored, "directory": config.directory, "uri": regr.uri}
     if contact and tuple(regr.body.contact) != contact:
