@@ -69,9 +69,8 @@ def problem_error(what: str, problem_type: str | None, detail: str | None, statu
 
 
 def _short_reason(exc: BaseException) -> str:
-    text = str(exc)
-    found = re.search(_REASON, text)
-    return next(part for part in found.groups() if part).strip() if found else text[:300]
+    found = _REASON.search(str(exc))
+    return next(part for part in found.groups() if part).strip() if found else str(exc)[:300]
 
 
 @contextmanager
@@ -223,6 +222,7 @@ def _ensure_account(client: ClientV2, config: AcmeConfig, folder: Path) -> str:
         with translated("cannot update the ACME account's contact address", client.net):
             client.update_registration(regr, messages.Registration(contact=contact))
         meta["contact"] = list(contact)
+        log.info("updated the contact of ACME account %s", regr.uri)
     if meta != stored:
         _write_json(folder / ACCOUNT_FILE, meta)
     return regr.uri
