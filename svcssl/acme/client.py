@@ -365,8 +365,7 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
 
 def parse_rfc3339(text: str) -> datetime:
     """An RFC 3339 timestamp (``Z`` or offset, any number of fraction digits) as an aware UTC datetime."""
-    value = datetime.fromisoformat(text.strip().upper())
-    if value.tzinfo is None:
+    if (value := datetime.fromisoformat(text.strip().upper())).tzinfo is None:
         raise ValueError(f"not an RFC 3339 time (no offset): {text!r}")
     return value.astimezone(timezone.utc)
 

@@ -1,8 +1,6 @@
 """DNS-01 through the administrator's hook (argv): ``HOOK… add NAME VALUE`` before, ``HOOK… remove NAME VALUE`` after.
-
 The hook publishes the TXT record NAME (e.g. ``_acme-challenge.mail.example.com``) and returns, exit 0, once the CA
-can see it (waiting for propagation is the hook's business). Its output is shown when it fails.
-"""
+can see it (waiting for propagation is the hook's business). Its output is shown when it fails."""
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
-"""HTTP-01 (RFC 8555 §8.3) inside a ``with`` block: ``acme.standalone``'s servers on ``host:port``, or webroot files.
-
-A responder that cannot start raises :class:`HTTP01Error` before any challenge is answered.
-"""
+"""HTTP-01 (RFC 8555 §8.3) in a ``with`` block: ``acme.standalone``'s servers (threaded) on host:port, or webroot files.
+A responder that cannot start raises :class:`HTTP01Error` before any challenge is answered."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socketserver
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,6 +19,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "0.0.0.0:80"
 Resource = standalone.HTTP01RequestHandler.HTTP01Resource  # (chall, response, validation)
+
+
+class _ThreadedServer(socketserver.ThreadingMixIn, standalone.HTTP01Server):
+    daemon_threads = True  # a thread per connection: an idle client cannot hold the port while the CA validates
 
 
 class HTTP01Error(AcmeError):
@@ -44,7 +47,8 @@ class StandaloneResponder:
 
     def __enter__(self) -> "StandaloneResponder":
         try:
-            self._servers = standalone.HTTP01DualNetworkedServers(self.address, self.resources)
+            self._servers = standalone.BaseDualNetworkedServers(_ThreadedServer, self.address, self.resources,
+                                                                timeout=10)
         except OSError as exc:
             hint = (" (if a web server already uses this port, configure a webroot so that it serves the"
                     " challenge files instead)") if exc.errno in (98, 13) else ""  # EADDRINUSE, EACCES
