@@ -1,0 +1,100 @@
+"""`svcssl serve`: the panel over HTTPS on the `cpanel` service's own certificate.
+
+An asyncio TLS front (front.py) accepts, caps connections per client address and handshakes with a
+deadline; each request goes to the WSGI app in a thread pool (http.py); the certificate is swapped
+in-process (certificate.py). *Restart the panel* stops accepting, lets the requests in flight
+finish, and re-executes the same program (process.py) — WHM's "Restart cpsrvd".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .certificate import PanelCertificate
+from .front import TLSFront
+from .http import Limits, Site
+from .process import connection_budget, listening_socket, raise_fd_limit, reexec
+
+__all__ = ["Limits", "PanelCertificate", "PanelServer", "parse_listen"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0  # seconds the requests in flight get at a stop or restart
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"listen address must be HOST:PORT, not {listen!r}") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"port out of range in {listen!r}")
+    return host, number
+
+
+class PanelServer:
+    """Runs the app; also the app's PanelControl (graceful restart)."""
+
+    def __init__(self, listen: str, certificate: PanelCertificate, threads: int = 16, limits: Limits | None = None):
+        self.bind = parse_listen(listen)
+        self.certificate = certificate
+        self.threads = threads
+        self.limits = limits
+        self.front: TLSFront | None = None
+        self._restart = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._lock = threading.Lock()
+
+    def request_restart(self) -> None:
+        """From any thread (the restart page's request): stop gracefully, then re-execute."""
+        with self._lock:
+            self._restart = True
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
+
+    def _request_exit(self) -> None:
+        self._restart = False  # SIGTERM/SIGINT mean exit, even during a restart
+        if self._stop is not None:
+            self._stop.set()
+
+    def run(self, app) -> None:
+        fd_limit = raise_fd_limit()
+        limits = self.limits or Limits(max_connections=connection_budget(fd_limit))
+        sock = listening_socket(*self.bind)
+        executor = ThreadPoolExecutor(self.threads, thread_name_prefix="svcssl-http")
+        try:
+            asyncio.run(self._serve(app, sock, executor, limits))
+        finally:
+            executor.shutdown(wait=True)
+        if self._restart:
+            log.warning("restarting the panel")
+            reexec(sock)
+        sock.close()
+
+    async def _serve(self, app, sock, executor, limits: Limits) -> None:
+        loop = asyncio.get_running_loop()
+        site = Site(name=self.bind[0], port=self.bind[1])
+        self.front = TLSFront(app, self.certificate, executor, limits, site)
+        await self.front.start(sock)
+        with self._lock:
+            self._loop, self._stop = loop, asyncio.Event()
+            if self._restart:
+                self._stop.set()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._request_exit)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                pass
+        try:
+            await self._stop.wait()
+            await self.front.stop(SHUTDOWN_TIMEOUT)
+        finally:
+            with self._lock:
+                self._loop = self._stop = None
