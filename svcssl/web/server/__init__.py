@@ -50,29 +50,55 @@ class PanelServer:
         self._restart = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._stopping = False
         self._lock = threading.Lock()
 
     def request_restart(self) -> None:
         """From any thread (the restart page's request): stop gracefully, then re-execute."""
+        self._request_stop(restart=True)
+
+    def _request_stop(self, restart: bool) -> None:
         with self._lock:
-            self._restart = True
+            if self._stopping and not self._restart:
+                return  # an exit was asked for already: it wins
+            self._restart = restart
+            self._stopping = True
             if self._loop is not None and self._stop is not None:
                 self._loop.call_soon_threadsafe(self._stop.set)
 
-    def _request_exit(self) -> None:
-        self._restart = False  # SIGTERM/SIGINT mean exit, even during a restart
-        if self._stop is not None:
-            self._stop.set()
+    def _on_signal(self, signum, frame) -> None:
+        self._request_stop(restart=False)  # SIGTERM/SIGINT mean exit, even during a restart
 
     def run(self, app) -> None:
+        """Serve until stopped; re-execute if a restart was asked for.
+
+        The event loop runs in its own thread (the caller's thread may have a loop of its own);
+        this thread handles SIGTERM/SIGINT and does the re-exec.
+        """
         fd_limit = raise_fd_limit()
         limits = self.limits or Limits(max_connections=connection_budget(fd_limit))
         sock = listening_socket(*self.bind)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
         executor = ThreadPoolExecutor(self.threads, thread_name_prefix="svcssl-http")
+        failure: list[BaseException] = []
+
+        def loop_thread() -> None:
+            try:
+                asyncio.run(self._serve(app, sock, executor, limits))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                failure.append(exc)
+
+        front = threading.Thread(target=loop_thread, name="svcssl-front")
         try:
-            asyncio.run(self._serve(app, sock, executor, limits))
+            front.start()
+            front.join()
         finally:
             executor.shutdown(wait=True)
+        if failure:
+            sock.close()
+            raise failure[0]
         if self._restart:
             log.warning("restarting the panel")
             reexec(sock)
@@ -85,13 +111,8 @@ class PanelServer:
         await self.front.start(sock)
         with self._lock:
             self._loop, self._stop = loop, asyncio.Event()
-            if self._restart:
+            if self._stopping:
                 self._stop.set()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(signum, self._request_exit)
-            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                pass
         try:
             await self._stop.wait()
             await self.front.stop(SHUTDOWN_TIMEOUT)
