@@ -15,7 +15,8 @@ CSRF token, session), each on a new connection with a new TLS handshake:
     the first half of a TLS ClientHello and then stall are held open, from the source addresses
     127.0.0.2-127.0.0.30 (each client socket is bound before connect(); 127/8 is loopback).
 
-It prints p50/p95/max of both, the ratio of the loaded p95 to the unloaded one, the legitimate
+The two alternate in --rounds rounds (default 3), so that a change in the machine's own load hits
+both alike. It prints p50/p95/max of both, the ratio of the loaded p95 to the unloaded one, the legitimate
 connections refused or timed out, and the server's resident memory (VmRSS) under load.
 Targets: loaded p95 <= 300 ms (goal: <= 2x unloaded), no refused or timed-out legitimate
 connection, under 150 MB resident.
@@ -191,6 +192,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=300, help="idle TCP connections (default 300)")
     parser.add_argument("--stalled", type=int, default=50, help="stalled partial ClientHellos (default 50)")
     parser.add_argument("--loads", type=int, default=30, help="page loads per measurement (default 30)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of unloaded and loaded (default 3)")
     parser.add_argument("--ramp", action="store_true", help="then: how many idle connections does it hold?")
     parser.add_argument("--ramp-max", type=int, default=15000, help="stop the ramp there (default 15000)")
     parser.add_argument("--attach", type=int, metavar="PORT", help="measure a server already listening there")
@@ -219,22 +221,34 @@ def main() -> None:
         if proc is not None:
             wait_until_serving(proc, port, log)
         measure(port, 5)  # warm-up: imports, template compilation
-        base_times, base_failures = measure(port, args.loads)
-
-        started = time.perf_counter()
-        idle, idle_failed = open_many(port, slow_sources(args.idle))
-        stalled, stalled_failed = open_many(port, slow_sources(args.stalled), client_hello_head())
-        held = idle + stalled
-        opened_in = time.perf_counter() - started
-        load_times, load_failures = measure(port, args.loads)
+        # rounds of (unloaded, loaded) so that a change in the machine's own load hits both alike
+        base_times, base_failures, load_times, load_failures = [], [], [], []
+        per_round = [args.loads // args.rounds + (1 if i < args.loads % args.rounds else 0) for i in range(args.rounds)]
+        hello = client_hello_head()
+        for count in per_round:
+            for sock in held:
+                sock.close()
+            time.sleep(0.2)
+            times, failures = measure(port, count)
+            base_times += times
+            base_failures += failures
+            started = time.perf_counter()
+            idle, idle_failed = open_many(port, slow_sources(args.idle))
+            stalled, stalled_failed = open_many(port, slow_sources(args.stalled), hello)
+            held = idle + stalled
+            opened_in = time.perf_counter() - started
+            times, failures = measure(port, count)
+            load_times += times
+            load_failures += failures
         rss = rss_mb(pid) if pid else float("nan")
         idle_open, stalled_open = still_open(idle), still_open(stalled)
 
         print(f"svcssl serve on 127.0.0.1:{port}, {os.cpu_count()} CPUs; {args.loads} loads of GET {PAGE}, "
               f"each on a new TLS connection from 127.0.0.1")
-        print(f"  slow clients from 127.0.0.2-30: {len(idle)} idle TCP connections ({idle_failed} failed to "
+        print(f"  slow clients from 127.0.0.2-30, opened anew before each of {args.rounds} loaded rounds (the "
+              f"unloaded rounds alternate with them): {len(idle)} idle TCP connections ({idle_failed} failed to "
               f"connect), {len(stalled)} stalled ClientHellos ({stalled_failed} failed), opened in {opened_in:.1f} s; "
-              f"still open after the loaded run: {idle_open} idle, {stalled_open} stalled")
+              f"still open after the last loaded round: {idle_open} idle, {stalled_open} stalled")
         print(describe("unloaded", base_times, base_failures))
         print(describe("loaded", load_times, load_failures))
         base, loaded = p95(base_times), p95(load_times)

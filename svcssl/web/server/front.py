@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size, 256 KiB by default:
 # 5 GB for 20,000 connections that send one byte each. 32 KiB holds two full TLS records.
 TLS_READ_BUFFER = 32 * 1024
+TLS_HANDSHAKE_RECORD = b"\x16"  # the first byte of every ClientHello
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
 ACCEPT_PAUSE = 0.5  # seconds without accepting when out of file descriptors
 CLOSE_TIMEOUT = 2.0  # for the TLS close of a connection that ends normally
@@ -120,7 +121,19 @@ class TLSFront:
         conn.close()
 
     def _first_bytes(self, conn: socket.socket, address: str, deadline: float) -> None:
-        self._stop_waiting(conn)
+        address = self._stop_waiting(conn)
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):  # a spurious wake-up: wait again
+            self.waiting[conn] = (self._loop.call_at(deadline, self._give_up, conn, address), address)
+            self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
+            return
+        except OSError:
+            first = b""
+        if first != TLS_HANDSHAKE_RECORD:  # gone before a byte, or not TLS: no TLS state for it
+            self._release(address)
+            conn.close()
+            return
         task = self._loop.create_task(self._serve(conn, address, deadline))
         self.connections[task] = None
 
