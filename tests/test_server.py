@@ -251,3 +251,31 @@ def test_restart_ignores_a_svcssl_package_in_the_working_directory_and_comes_bac
     assert not marker.exists(), "the restart ran the svcssl package planted in the working directory"
     assert outcomes and set(outcomes) == {200}, outcomes
     assert session.get(server.url + PAGE, verify=False, timeout=10).status_code == 200  # the session survives
+
+
+def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes over a new TLS connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, TLS.wrap_socket(raw) as tls:
+        tls.sendall(data)
+        answer = b""
+        try:
+            while chunk := tls.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        return answer
+
+
+def test_malformed_oversized_and_too_large_requests_get_a_clear_status_never_a_500(serve):
+    server = serve()
+    started = time.monotonic()
+    assert exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    huge_head = b"GET /login HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    assert exchange(server.port, huge_head).startswith(b"HTTP/1.1 431 ")
+    # a body far over the app's cap: refused at once in the app's own words, the body never read
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                   b"\r\nContent-Length: 100000000\r\n\r\nusername=root")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"The request is too large" in answer and b"Connection: close" in answer
+    assert time.monotonic() - started < 5
+    assert load_login(server.port)[0] == 200

@@ -38,6 +38,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, number
 
 
+def _body_cap(app) -> int | None:
+    """The app's own request-size cap (Flask's MAX_CONTENT_LENGTH): the server buffers no more."""
+    value = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
+    return value if isinstance(value, int) and value > 0 else None
+
+
 class PanelServer:
     """Runs the app; also the app's PanelControl (graceful restart)."""
 
@@ -76,7 +82,8 @@ class PanelServer:
         this thread handles SIGTERM/SIGINT and does the re-exec.
         """
         fd_limit = raise_fd_limit()
-        limits = self.limits or Limits(max_connections=connection_budget(fd_limit))
+        limits = self.limits or Limits(max_connections=connection_budget(fd_limit),
+                                       max_body=_body_cap(app) or Limits.max_body)
         sock = listening_socket(*self.bind)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):

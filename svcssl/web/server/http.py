@@ -73,6 +73,9 @@ class HttpConnection:
                 return True
             if not isinstance(request, h11.Request):
                 return isinstance(request, h11.ConnectionClosed)
+            if head_size(request) > MAX_HEAD:  # h11 bounds only a head that is still incomplete
+                await self._error(431, "Request header fields too large")
+                return True
             self.busy = True
             try:
                 if not await self._answer(request):
@@ -100,22 +103,22 @@ class HttpConnection:
         except h11.RemoteProtocolError as exc:
             await self._error(exc.error_status_hint, "Bad request")
             return False
-        if body is None:
-            await self._error(413, "Request body too large")
-            return False
         if isinstance(body, h11.ConnectionClosed):
             return False
-        environ = self._environ(request, body)
+        too_large = isinstance(body, int)
+        # too large: the app sees the size and no body, and answers 413 in its own words; then close
+        environ = self._environ(request, b"" if too_large else body, length=body if too_large else None)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.executor, call_app, self.app, environ)
-        closing = self.stopping()
+        closing = too_large or self.stopping()
         await self._send_response(request, status, headers, content, close=closing)
         return not closing
 
-    async def _read_body(self, request: h11.Request):
-        length = next((v for k, v in request.headers if k == b"content-length"), None)
-        if length is not None and int(length) > self.limits.max_body:
-            return None
+    async def _read_body(self, request: h11.Request) -> bytes | int | h11.ConnectionClosed:
+        """The body; or its size (declared or read so far) when over the cap, without the rest."""
+        length = next((int(v) for k, v in request.headers if k == b"content-length"), None)
+        if length is not None and length > self.limits.max_body:
+            return length
         if self.h11.they_are_waiting_for_100_continue:
             await self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
         chunks, size = [], 0
@@ -125,14 +128,14 @@ class HttpConnection:
                 if isinstance(event, h11.Data):
                     size += len(event.data)
                     if size > self.limits.max_body:
-                        return None
+                        return size
                     chunks.append(event.data)
                 elif isinstance(event, h11.EndOfMessage):
                     return b"".join(chunks)
                 else:  # ConnectionClosed midway
                     return h11.ConnectionClosed()
 
-    def _environ(self, request: h11.Request, body: bytes) -> dict:
+    def _environ(self, request: h11.Request, body: bytes, length: int | None = None) -> dict:
         target = request.target
         if target.startswith((b"http://", b"https://")):  # absolute form
             parts = urlsplit(target)
@@ -158,7 +161,9 @@ class HttpConnection:
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
         }
-        if body or request.method not in (b"GET", b"HEAD"):
+        if length is not None:
+            environ["CONTENT_LENGTH"] = str(length)
+        elif body or request.method not in (b"GET", b"HEAD"):
             environ["CONTENT_LENGTH"] = str(len(body))
         for raw_name, raw_value in request.headers:
             name = raw_name.decode("latin-1")
@@ -218,6 +223,10 @@ class HttpConnection:
         self.writer.write(data)
         async with asyncio.timeout(self.limits.write_timeout):
             await self.writer.drain()
+
+
+def head_size(request: h11.Request) -> int:
+    return len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
 
 
 def call_app(app, environ: dict) -> tuple[str, list, bytes]:
