@@ -7,6 +7,7 @@ connect()); the legitimate one is 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
+import resource
 import http.client
 import os
 import socket
@@ -32,9 +33,10 @@ TLS = ssl._create_unverified_context()  # the panel's certificate is self-signed
 class Serve(PanelProcess):
     """PanelProcess in a chosen working directory."""
 
-    def __init__(self, config: Path, log: Path, cwd: Path = REPO):
+    def __init__(self, config: Path, log: Path, cwd: Path = REPO, preexec_fn=None):
         super().__init__(config, log)
         self.cwd = cwd
+        self.preexec_fn = preexec_fn
 
     def start(self) -> "Serve":
         with open(self.log, "wb") as out:
@@ -42,7 +44,7 @@ class Serve(PanelProcess):
                 [sys.executable, "-m", "svcssl.cli", "--config", str(self.config), "serve",
                  "--listen", f"127.0.0.1:{self.port}"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.cwd,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=self.preexec_fn)
         self.wait_until_serving(starts=1)
         return self
 
@@ -56,8 +58,8 @@ def panel(tmp_path):
 def serve(panel, tmp_path):
     started: list[Serve] = []
 
-    def start(cwd: Path = REPO) -> Serve:
-        server = Serve(panel.config, tmp_path / f"serve-{len(started)}.log", cwd).start()
+    def start(cwd: Path = REPO, preexec_fn=None) -> Serve:
+        server = Serve(panel.config, tmp_path / f"serve-{len(started)}.log", cwd, preexec_fn).start()
         started.append(server)
         return server
 
@@ -278,4 +280,13 @@ def test_malformed_oversized_and_too_large_requests_get_a_clear_status_never_a_5
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"The request is too large" in answer and b"Connection: close" in answer
     assert time.monotonic() - started < 5
+    assert load_login(server.port)[0] == 200
+
+
+def test_the_panel_raises_its_open_file_limit_to_the_hard_limit(serve):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = serve(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+    soft_now, hard_now = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+    assert soft_now == hard_now == str(hard), limits
     assert load_login(server.port)[0] == 200
