@@ -148,8 +148,9 @@ def test_the_per_address_cap_closes_extra_connections_from_one_address_and_serve
     greedy = "127.0.0.40"
     held = [connect_from(greedy, server.port) for _ in range(LIMITS.per_address + 8)]
     try:
-        time.sleep(0.5)
-        closed = [sock for sock in held if is_closed(sock)]
+        deadline = time.monotonic() + 3  # well within the handshake deadline that closes the rest
+        while len(closed := [sock for sock in held if is_closed(sock)]) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(closed) == 8, f"{len(closed)} of {len(held)} connections from one address were closed"
         # the greedy address is at its cap: a new connection from it is refused, another address is served
         with pytest.raises(OSError):
@@ -245,12 +246,12 @@ def test_restart_ignores_a_svcssl_package_in_the_working_directory_and_comes_bac
     while time.monotonic() < deadline:
         try:
             outcomes.append(load_login(server.port, timeout=20)[0])
-        except ConnectionRefusedError:
-            outcomes.append("refused")
+        except OSError as exc:
+            outcomes.append(type(exc).__name__)
         time.sleep(0.1)
+    assert not marker.exists(), "the restart ran the svcssl package planted in the working directory"
     server.wait_until_serving(starts=2)
     assert server.proc.poll() is None and server.proc.pid == pid  # the same process, re-executed
-    assert not marker.exists(), "the restart ran the svcssl package planted in the working directory"
     assert outcomes and set(outcomes) == {200}, outcomes
     assert session.get(server.url + PAGE, verify=False, timeout=10).status_code == 200  # the session survives
 
