@@ -32,7 +32,9 @@ class Limits:
     head_timeout: float = 10.0       # the whole request head, from the handshake or the previous response
     body_timeout: float = 30.0       # the whole request body
     write_timeout: float = 30.0      # the client must take each response in this time
-    per_address: int = 32            # open connections per client address (like nginx's limit_conn)
+    # open connections per client address (like nginx's limit_conn): a browser opens up to 6 per host,
+    # so 64 leaves room for an office behind one NAT address, scripts, and a reverse proxy's pool
+    per_address: int = 64
     max_connections: int = 4096      # open connections in all (kept under the file-descriptor limit)
     max_body: int = 64 * 1024 * 1024
 
