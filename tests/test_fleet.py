@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import pki
-from conftest import IN_CI, REPO_ROOT
+from conftest import IN_CI, REPO_ROOT, require_binaries
 from serve_support import ServedPanel, https_session, panel_config
 from svcssl.operations.context import open_context
 from svcssl.settings import load_settings
@@ -213,3 +213,52 @@ def test_the_playbook_updates_a_fleet_once_and_then_changes_nothing(ansible_bin,
     assert leaf_fingerprint(fetch(fleet.panels["panel-b"], fleet.tokens["panel-b"])["ftp"]["certificate"]) == wanted
     history = history_lengths(fleet.configs["panel-b"])
     assert history["ftp"] == histories["panel-b"]["ftp"] + 2 and history["dovecot"] == histories["panel-b"]["dovecot"]
+
+
+CURL_LOOP = REPO_ROOT / "contrib" / "fleet" / "install-service-certificate.sh"
+
+
+def test_the_plain_curl_loop_does_the_same(fleet, tmp_path):
+    require_binaries("curl", "jq", "openssl", "sha256sum", install="apt-get install curl jq openssl coreutils")
+    crt, key = pki.pki(6).leaf(["mail.example.com"], key=pki.ec_key(61))
+    files = [tmp_path / "cert.pem", tmp_path / "privkey.pem", tmp_path / "chain.pem"]
+    for path, data in zip(files, (pki.pem(crt), pki.key_pem(key), pki.pem(pki.pki(6).intermediate))):
+        path.write_bytes(data)
+    wanted = hashlib.sha256(pki.der(crt)).hexdigest()
+    lines = ["# the fleet"]
+    for name, panel in fleet.panels.items():
+        token_file = tmp_path / f"{name}.token"
+        token_file.write_text(fleet.tokens[name] + "\n")
+        token_file.chmod(0o600)
+        lines.append(f"{panel.url}/ root {token_file}")
+    (tmp_path / "panels").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "SVCSSL_INSECURE": "1"}
+
+    def loop(panels: Path) -> subprocess.CompletedProcess:
+        done = subprocess.run(["sh", str(CURL_LOOP), str(panels), *map(str, files), "dovecot", "ftp"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        for token in fleet.tokens.values():
+            assert token not in done.stdout + done.stderr
+        assert "PRIVATE KEY" not in done.stdout + done.stderr
+        return done
+
+    first = loop(tmp_path / "panels")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count(": installed") == 4 and "unchanged" not in first.stdout, first.stdout
+    for name, panel in fleet.panels.items():
+        services = fetch(panel, fleet.tokens[name])
+        assert leaf_fingerprint(services["dovecot"]["certificate"]) == wanted
+        assert leaf_fingerprint(services["ftp"]["certificate"]) == wanted
+        assert leaf_fingerprint(services["exim"]["certificate"]) != wanted
+    histories = {name: history_lengths(config) for name, config in fleet.configs.items()}
+
+    second = loop(tmp_path / "panels")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count(": unchanged") == 4 and "installed" not in second.stdout, second.stdout
+    assert {name: history_lengths(config) for name, config in fleet.configs.items()} == histories
+
+    bad_token = tmp_path / "bad.token"
+    bad_token.write_text("NOT-A-VALID-TOKEN-0123456789\n")
+    (tmp_path / "bad-panels").write_text(f"{fleet.panels['panel-a'].url} root {bad_token}\n")
+    third = loop(tmp_path / "bad-panels")
+    assert third.returncode == 1 and ": FAILED: " in third.stdout, third.stdout + third.stderr
