@@ -175,6 +175,8 @@ def test_the_playbook_updates_a_fleet_once_and_then_changes_nothing(ansible_bin,
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
         print(f"ansible-playbook {' '.join(extra)}: {time.monotonic() - started:.1f} s")
         output = done.stdout + done.stderr
+        if os.environ.get("SVCSSL_SHOW_ANSIBLE"):  # to read the playbook's output: SVCSSL_SHOW_ANSIBLE=1 pytest -s
+            print(output)
         for token in fleet.tokens.values():
             assert token not in output, "a token was printed"
         assert "PRIVATE KEY" not in output and pki.key_pem(key).decode().splitlines()[1] not in output
