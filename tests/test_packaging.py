@@ -9,16 +9,21 @@ are made once per session.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import IN_CI, REPO_ROOT
 from serve_support import ServedPanel, https_session, panel_config
+from servers.ports import free_port
 
 SERVICES = ("cpanel", "dovecot", "exim", "ftp")
 PASSWORD = "packaged-root-password-1"
@@ -136,3 +141,67 @@ def test_pipx_install_of_the_checkout_serves_the_panel(pipx_bin, tmp_path):
     svcssl = pipx_bin / "svcssl"
     assert run([svcssl, "--version"], cwd=tmp_path).stdout.startswith("svcssl ")
     check_installed_panel(svcssl, tmp_path)
+
+
+def unit_command(name: str, svcssl: Path) -> tuple[list[str], dict[str, str]]:
+    """ExecStart (with this install's svcssl) and Environment of a contrib/systemd unit."""
+    command, environment = None, {}
+    for line in (REPO_ROOT / "contrib/systemd" / name).read_text().splitlines():
+        if line.startswith("ExecStart="):
+            command = line.removeprefix("ExecStart=").split()
+        elif line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            environment[key] = value
+    assert command and command[0] == "/usr/local/bin/svcssl", name
+    return [str(svcssl), *command[1:]], environment
+
+
+def test_the_systemd_units_command_lines_run_the_wheel(wheel_venv, tmp_path):
+    """What systemd would start: each unit's ExecStart and Environment (SVCSSL_CONFIG pointed at a test
+    config), stderr connected the way journald's stream is (JOURNAL_STREAM), stopped by SIGTERM."""
+    svcssl = wheel_venv / "bin/svcssl"
+    config = panel_config(tmp_path / "panel")
+    port = free_port()
+    config.write_text(config.read_text().replace("[server]\n", f'[server]\nlisten = "127.0.0.1:{port}"\n', 1)
+                      + '\n[dns]\nnameservers = ["127.0.0.1:9"]\ntimeout = 1\n')
+    (tmp_path / "root.password").write_text(PASSWORD + "\n")
+    run([svcssl, "--config", config, "user", "add", "root", "--role", "root", "--password-file",
+         tmp_path / "root.password"], cwd=tmp_path)
+
+    def start(name: str, log: Path) -> subprocess.Popen:
+        argv, unit_env = unit_command(name, svcssl)
+        assert unit_env["SVCSSL_CONFIG"] == "/etc/svcssl/config.toml"
+        with open(log, "wb") as err:
+            st = os.fstat(err.fileno())
+            env = {**clean_env(), **unit_env, "SVCSSL_CONFIG": str(config), "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+            return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                    cwd="/")
+
+    panel = start("svcssl.service", tmp_path / "panel.log")
+    try:
+        session = https_session()
+        deadline = time.monotonic() + 30
+        while True:
+            assert panel.poll() is None, (tmp_path / "panel.log").read_text()
+            try:
+                if session.get(f"https://127.0.0.1:{port}/login", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                assert time.monotonic() < deadline, (tmp_path / "panel.log").read_text()
+                time.sleep(0.2)
+    finally:
+        panel.send_signal(signal.SIGTERM)  # systemctl stop (KillSignal=SIGTERM, TimeoutStopSec=30s)
+        code = panel.wait(timeout=30)
+    assert code in (0, -signal.SIGTERM), code  # systemd counts both as a clean stop: no Restart=on-failure
+    panel_log = (tmp_path / "panel.log").read_text()
+    assert "Traceback" not in panel_log
+    lines = [line for line in panel_log.splitlines() if line.strip()]
+    assert lines and all(re.match(r"<[2-7]>", line) for line in lines), panel_log  # a priority on every log line
+
+    # the maintenance unit's one-shot run (no hostname certificate: the touch file, as an offline test must)
+    (tmp_path / "panel/state/disable_auto_hostname_certificate").touch()
+    job = start("svcssl-maintenance.service", tmp_path / "maintenance.log")
+    assert job.wait(timeout=120) == 0, (tmp_path / "maintenance.log").read_text()
+    job_log = (tmp_path / "maintenance.log").read_text()
+    assert "<6>maintenance run finished: ok" in job_log, job_log
+    assert "Traceback" not in job_log
