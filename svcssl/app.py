@@ -19,7 +19,8 @@ from .web.auth import current_user, login_required
 from .web.context import StorePool, context, service_statuses
 from .web.livecache import LiveCheckCache
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
 log = logging.getLogger(__name__)
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -41,6 +42,12 @@ class PanelState:
 
 
 BANNER_CODES = ("unreadable", "expired", "revoked", "expiring", "expires-soon")
+
+
+def resource_dir(name: str) -> Path:
+    """templates/ or static/: inside the package when installed from a wheel, else the checkout's top level."""
+    packaged = PACKAGE / name
+    return packaged if packaged.is_dir() else ROOT / name
 
 
 def _banner() -> list[dict]:
@@ -79,7 +86,7 @@ def _banner() -> list[dict]:
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
                panel_control: PanelControl | None = None, live_check_ttl: float = 30.0) -> Flask:
-    app = Flask("svcssl", template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask("svcssl", template_folder=str(resource_dir("templates")), static_folder=str(resource_dir("static")))
     stores = StorePool(settings.server.state_dir)
     app.config.update(
         SECRET_KEY=stores.get().session_secret(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from typing import Any, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 from . import __version__
 from .errors import ConfigError, InputError, SvcsslError
 from .fsutil import read_bounded
+from .logformat import LEVELS, configure_logging, error_prefix
 from .operations.context import Context, open_context
 from .operations.firstrun import ensure_certificates
 from .operations.install import InstallOutcome, install_certificate
@@ -484,7 +484,10 @@ def _run_count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svcssl", description="Keep the TLS certificates of this server's services valid.")
     parser.add_argument("--config", help="TOML configuration file (default: $SVCSSL_CONFIG, else the embedded default)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr (--log-level info)")
+    parser.add_argument("--log-level", choices=LEVELS, type=str.lower,
+                        help="log records at this level and above to stderr (default: warning, info with -v); "
+                             "under systemd they go to the journal with their priority")
     parser.add_argument("--version", action="version", version=f"svcssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -599,21 +602,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="svcssl: %(levelname)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.log_level or ("info" if args.verbose else "warning"), sys.stderr)
     try:
         settings = load_settings(args.config)
         ctx = open_context(settings)
         ensure_certificates(ctx)
         return args.func(ctx, args)
     except ConfigError as exc:
-        print(f"svcssl: configuration error: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except InputError as exc:
-        print(f"svcssl: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except SvcsslError as exc:
-        print(f"svcssl: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("svcssl: interrupted", file=sys.stderr)
