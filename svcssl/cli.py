@@ -442,16 +442,13 @@ def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from .app import create_app
     from .maintenance.scheduler import start_scheduler
-    from .web.server import PanelCertificate, PanelServer, parse_listen
+    from .web.server import PanelCertificate, PanelServer, bind_address
 
     panel = next((s for s in ctx.settings.enabled_services() if s.kind == "panel"), None)
     if panel is None:
         raise ConfigError("`svcssl serve` needs an enabled service of kind \"panel\" (the panel's own certificate).")
     listen = args.listen or ctx.settings.server.listen
-    try:
-        host, port = parse_listen(listen)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    host, port = bind_address(listen)
     password = ensure_root(ctx)
     certificate = PanelCertificate(installed_certificate_path(panel), installed_key_path(panel))
     server = PanelServer(listen, certificate)

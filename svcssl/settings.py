@@ -28,6 +28,15 @@ ENV_CONFIG = "SVCSSL_CONFIG"
 CONFIG_LIMIT = 1024 * 1024
 
 
+def parse_listen(listen: str, what: str = "listen address") -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` as ``(host, port)``; host "" means every address."""
+    text = listen.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT with a port from 1 to 65535 (e.g. 0.0.0.0:2087)")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 @dataclass(frozen=True)
 class ProbeAddress:
     protocol: str

@@ -1,4 +1,4 @@
-"""ACME client over the ``acme`` package, with an HTTP-01 responder. No Flask, no settings."""
+"""ACME client over the ``acme`` package, with an HTTP-01 responder. No Flask; of the settings only parse_listen."""
 
 from .client import AcmeConfig, AcmeError, IssuedCertificate, order_certificate, renewal_window
 

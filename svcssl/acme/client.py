@@ -35,12 +35,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import AcmeError, InputError
+from ..settings import parse_listen
 from ..fsutil import atomic_write, file_lock
 from ..x509.encode import key_pem
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
 from .dns01 import published
-from .http01 import DEFAULT_LISTEN, Resource, StandaloneResponder, parse_listen, webroot_files
+from .http01 import DEFAULT_LISTEN, Resource, StandaloneResponder, webroot_files
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
         raise AcmeError(f"unknown certificate key type {config.key_type!r} "
                         "(rsa-2048, rsa-3072, rsa-4096, ecdsa-p256 or ecdsa-p384)")
     if config.webroot is None and not config.dns01_hook:
-        parse_listen(config.http01_listen)  # ConfigError now rather than after the order exists
+        parse_listen(config.http01_listen or DEFAULT_LISTEN, "HTTP-01 listen address")  # ConfigError now rather than after the order exists
     started, deadline = time.monotonic(), datetime.now() + timedelta(seconds=timeout)  # naive, as acme compares
     folder = account_dir(state_dir, config.directory)
     for private in (folder.parent, folder):

@@ -12,8 +12,9 @@ from typing import Iterable, Iterator
 
 from acme import standalone
 
-from ..errors import AcmeError, ConfigError
+from ..errors import AcmeError
 from ..fsutil import atomic_write
+from ..settings import parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,12 @@ class HTTP01Error(AcmeError):
     """The HTTP-01 responder could not be started (port in use, webroot not writable, ...)."""
 
 
-def parse_listen(listen: str | None) -> tuple[str, int]:
-    """``"host:port"``, ``"[v6]:port"`` or ``":port"`` (every address) to ``(host, port)``."""
-    text = (listen or DEFAULT_LISTEN).strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"HTTP-01 listen address {text!r} is not host:port (e.g. 0.0.0.0:80)")
-    return host.removeprefix("[").removesuffix("]"), int(port_text)
-
-
 class StandaloneResponder:
     """Serve the resources with ``acme.standalone``'s HTTP-01 servers on ``listen`` inside the ``with`` block."""
 
     def __init__(self, listen: str | None, resources: Iterable[Resource]):
         self.listen, self.resources = listen or DEFAULT_LISTEN, set(resources)
-        self.address = parse_listen(self.listen)
+        self.address = parse_listen(self.listen, "HTTP-01 listen address")
 
     def __enter__(self) -> "StandaloneResponder":
         try:

@@ -14,28 +14,23 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ...settings import parse_listen
 from .certificate import PanelCertificate
 from .front import TLSFront
 from .http import Limits, Site
 from .process import connection_budget, listening_socket, raise_fd_limit, reexec
 
-__all__ = ["Limits", "PanelCertificate", "PanelServer", "parse_listen"]
+__all__ = ["Limits", "PanelCertificate", "PanelServer", "bind_address"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds the requests in flight get at a stop or restart
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"listen address must be HOST:PORT, not {listen!r}") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"port out of range in {listen!r}")
-    return host, number
+def bind_address(listen: str) -> tuple[str, int]:
+    """Where ``svcssl serve`` listens: ``:port`` means every IPv4 address."""
+    host, port = parse_listen(listen)
+    return host or "0.0.0.0", port
 
 
 def _body_cap(app) -> int | None:
@@ -48,7 +43,7 @@ class PanelServer:
     """Runs the app; also the app's PanelControl (graceful restart)."""
 
     def __init__(self, listen: str, certificate: PanelCertificate, threads: int = 16, limits: Limits | None = None):
-        self.bind = parse_listen(listen)
+        self.bind = bind_address(listen)
         self.certificate = certificate
         self.threads = threads
         self.limits = limits
