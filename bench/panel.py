@@ -171,7 +171,7 @@ def rss_mb(pid: int) -> float:
 
 
 def profile_page(config: Path, requests: int) -> None:
-    """The page through Flask's test client under cProfile: the app's own cost, without TLS or cheroot."""
+    """The page through Flask's test client under cProfile: the app's own cost, without TLS or the HTTP server."""
     from svcssl.app import create_app
 
     app = create_app(load_settings(config))

@@ -13,6 +13,10 @@ if [ "$want_test" = 1 ]; then
   apt_packages+=(dovecot-imapd dovecot-pop3d exim4-daemon-light pure-ftpd)
   # the ACME test server, and the browser for the UI tests (Playwright drives Debian's Chromium)
   apt_packages+=(pebble chromium curl)
+  # the fleet curl loop (contrib/fleet) is tested with jq and openssl
+  apt_packages+=(jq openssl)
+  # systemd-analyze verifies contrib/systemd's units (no running systemd needed)
+  apt_packages+=(systemd)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

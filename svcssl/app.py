@@ -13,14 +13,14 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from .operations.context import utc_now
-from .operations.inventory import expiry_class
 from .settings import Settings
 from .web import api, audit, auth, browse, maintenance, resellers, service_ssl, tokens, users
 from .web.auth import current_user, login_required
 from .web.context import StorePool, context, service_statuses
 from .web.livecache import LiveCheckCache
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
 log = logging.getLogger(__name__)
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -41,8 +41,18 @@ class PanelState:
     extra: dict = field(default_factory=dict)
 
 
+BANNER_CODES = ("unreadable", "expired", "revoked", "expiring", "expires-soon")
+
+
+def resource_dir(name: str) -> Path:
+    """templates/ or static/: inside the package when installed from a wheel, else the checkout's top level."""
+    packaged = PACKAGE / name
+    return packaged if packaged.is_dir() else ROOT / name
+
+
 def _banner() -> list[dict]:
-    """The WHM Home warning: expired and expiring service certificates, for root on every page."""
+    """The WHM Home warning for root on every page: the services whose assessment says they are expired,
+    revoked, unreadable or expiring — the same assessment the table, Details, the CLI and the run show."""
     if "svcssl_banner" in g:
         return g.svcssl_banner
     warnings = []
@@ -51,27 +61,32 @@ def _banner() -> list[dict]:
         ctx = context()
         now = ctx.now()
         for status in service_statuses():
+            assessment = status.assessment
+            reason = next((r for r in assessment.reasons if r.code in BANNER_CODES), None)
+            if reason is None:
+                continue
+            name = status.service.name
             info = status.info
             if info is None:
-                warnings.append({"service": status.service.name, "level": "expired",
-                                 "text": f"The service “{status.service.name}” has no usable certificate."})
-                continue
-            level = expiry_class(info, now)
-            if level == "expired":
-                text = f"The SSL certificate of “{status.service.name}” expired on {info.not_after:%Y-%m-%d}."
-            elif level in ("critical", "expiring"):
-                text = (f"The SSL certificate of “{status.service.name}” expires in "
-                        f"{info.days_left(now)} days ({info.not_after:%Y-%m-%d}).")
+                text = f"The service “{name}” has no usable certificate. {reason.message}"
+            elif reason.code == "expired":
+                text = f"The SSL certificate of “{name}” expired on {info.not_after:%Y-%m-%d}."
+            elif reason.code == "revoked":
+                text = f"The SSL certificate of “{name}” is revoked. {reason.message}"
             else:
-                continue
-            warnings.append({"service": status.service.name, "level": level, "text": text})
+                text = (f"The SSL certificate of “{name}” expires in {info.days_left(now)} days "
+                        f"({info.not_after:%Y-%m-%d}). {reason.message}")
+            if assessment.held_by:
+                text += f" svcssl leaves it alone: {assessment.held_by} is present."
+            level = {"expired": "expired", "unreadable": "expired", "revoked": "expired"}.get(reason.code, status.expiry)
+            warnings.append({"service": name, "level": level if level != "ok" else "expiring", "text": text})
     g.svcssl_banner = warnings
     return warnings
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
                panel_control: PanelControl | None = None, live_check_ttl: float = 30.0) -> Flask:
-    app = Flask("svcssl", template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask("svcssl", template_folder=str(resource_dir("templates")), static_folder=str(resource_dir("static")))
     stores = StorePool(settings.server.state_dir)
     app.config.update(
         SECRET_KEY=stores.get().session_secret(),

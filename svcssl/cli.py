@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from typing import Any, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 from . import __version__
 from .errors import ConfigError, InputError, SvcsslError
 from .fsutil import read_bounded
+from .logformat import LEVELS, configure_logging, error_prefix
 from .operations.context import Context, open_context
 from .operations.firstrun import ensure_certificates
 from .operations.install import InstallOutcome, install_certificate
@@ -37,7 +37,7 @@ def _live_json(check: LiveCheck | None) -> dict[str, Any] | None:
     if check is None:
         return None
     return {"state": check.state, "probe": check.probe, "served_fingerprint": check.served_fingerprint,
-            "detail": check.detail}
+            "active_fingerprint": check.active_fingerprint, "detail": check.detail}
 
 
 def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[str, Any]:
@@ -51,6 +51,8 @@ def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[s
         "active_fingerprint": status.active.fingerprint if status.active else None,
         "certificate_info": certificate_info(status.info),
         "flags": list(status.flags),
+        "assessment": status.assessment.to_dict(),
+        "drift": status.drift,
         "problem": status.problem,
         "live": _live_json(live),
     }
@@ -69,17 +71,18 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps([_status_json(s, live.get(s.service.name)) for s in statuses], indent=2))
         return EXIT_OK
     now = ctx.now()
-    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "FLAGS"]]
+    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "VERDICT", "FLAGS"]]
     for status in statuses:
         info = status.info
         check = live.get(status.service.name)
         live_text = check.state if check else "-"
         if info is None:
-            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.problem or ""])
+            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.assessment.verdict,
+                         status.problem or ""])
             continue
         days = info.days_left(now)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         rows.append([
             status.service.name + (" (deprecated)" if status.service.deprecated else ""),
@@ -88,9 +91,13 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             info.key_label,
             info.issuer_label,
             live_text,
+            status.assessment.verdict,
             ", ".join(flags) or "ok",
         ])
     _print_table(rows)
+    for status in statuses:
+        if not status.assessment.ok:
+            print(f"{status.service.name}: {status.assessment.summary}")
     return EXIT_OK
 
 
@@ -100,10 +107,11 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,
                            **_live_json(c)} for c in checks], indent=2))
     else:
-        rows = [["SERVICE", "PROBE", "INSTALLED", "SERVED", "STATE"]]
+        rows = [["SERVICE", "PROBE", "SVCSSL", "FILES", "SERVED", "STATE"]]
         for c in checks:
-            rows.append([c.service, c.probe or "-", (c.installed_fingerprint or "-")[:16],
-                         (c.served_fingerprint or "-")[:16], c.state if c.state != "unreachable" else f"unreachable ({c.detail})"])
+            rows.append([c.service, c.probe or "-", (c.active_fingerprint or "-")[:16], (c.installed_fingerprint or "-")[:16],
+                         (c.served_fingerprint or "-")[:16],
+                         c.state if c.state not in ("unreachable", "drift") else f"{c.state} ({c.detail})"])
         _print_table(rows)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
@@ -131,6 +139,7 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
     info = status.info
     if info is None:
         print(f"Certificate:  none usable ({status.problem})")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
     else:
         print(f"Domains:      {', '.join(info.domains)}")
         print(f"Issuer:       {info.issuer_label}" + ("  (self-signed: clients will not trust it)" if info.is_self_signed else ""))
@@ -140,6 +149,7 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
         print(f"Signature:    {info.signature_algorithm}")
         print(f"Fingerprint:  {info.fingerprint}")
         print(f"Flags:        {', '.join(status.flags) or 'none'}")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
         for link in details.chain:
             print(f"Chain:        {link.subject_cn or '?'} (issued by {link.issuer_label}, until {link.not_after:%Y-%m-%d})")
     print("History:")
@@ -445,7 +455,7 @@ def cmd_maintenance_run(ctx: Context, args: argparse.Namespace) -> int:
             print(f"      action: {s.action} [{s.outcome}]" + (f" ({s.detail})" if s.detail and s.outcome == "failed" else ""))
         for n in report.notifications:
             print(f"  mail: {n['subject']} — {n['result']}")
-        print("Result: " + ("every service is fine" if report.ok else "needs attention"))
+        print("Result: " + (report.summary or ("every service is fine" if report.ok else "needs attention")))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -506,16 +516,13 @@ def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from .app import create_app
     from .maintenance.scheduler import start_scheduler
-    from .web.server import PanelCertificate, PanelServer, parse_listen
+    from .web.server import PanelCertificate, PanelServer, bind_address
 
     panel = next((s for s in ctx.settings.enabled_services() if s.kind == "panel"), None)
     if panel is None:
         raise ConfigError("`svcssl serve` needs an enabled service of kind \"panel\" (the panel's own certificate).")
     listen = args.listen or ctx.settings.server.listen
-    try:
-        host, port = parse_listen(listen)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    host, port = bind_address(listen)
     password = ensure_root(ctx)
     certificate = PanelCertificate(installed_certificate_path(panel), installed_key_path(panel))
     server = PanelServer(listen, certificate)
@@ -548,7 +555,10 @@ def _run_count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svcssl", description="Keep the TLS certificates of this server's services valid.")
     parser.add_argument("--config", help="TOML configuration file (default: $SVCSSL_CONFIG, else the embedded default)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr (--log-level info)")
+    parser.add_argument("--log-level", choices=LEVELS, type=str.lower,
+                        help="log records at this level and above to stderr (default: warning, info with -v); "
+                             "under systemd they go to the journal with their priority")
     parser.add_argument("--version", action="version", version=f"svcssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -678,21 +688,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="svcssl: %(levelname)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.log_level or ("info" if args.verbose else "warning"), sys.stderr)
     try:
         settings = load_settings(args.config)
         ctx = open_context(settings)
         ensure_certificates(ctx)
         return args.func(ctx, args)
     except ConfigError as exc:
-        print(f"svcssl: configuration error: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except InputError as exc:
-        print(f"svcssl: {for_the_command_line(exc.message)}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: {for_the_command_line(exc.message)}", file=sys.stderr)
         return EXIT_INPUT
     except SvcsslError as exc:
-        print(f"svcssl: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("svcssl: interrupted", file=sys.stderr)

@@ -3,7 +3,7 @@
 Every message here is meant for a person and never contains key material.
 ``InputError`` is what the user can fix; it is always raised before anything is
 written. ``DeployError`` reports the stage that failed and whether the previous
-files were put back.
+files were put back; ``AcmeError`` carries the ACME CA's problem document.
 """
 
 from __future__ import annotations
@@ -111,3 +111,24 @@ class DeployError(SvcsslError):
         self.stage = stage
         self.rolled_back = rolled_back
         self.output = output
+
+
+class AcmeError(SvcsslError):
+    """An ACME operation failed; ``problem_type``/``detail``/``status`` come from the CA's problem document.
+
+    ``problem_type`` (e.g. ``urn:ietf:params:acme:error:connection``) is ``None`` when the CA reported
+    nothing (no connection, timeout, local listener or DNS hook could not publish the challenge).
+    """
+
+    PREFIX = "urn:ietf:params:acme:error:"
+
+    def __init__(self, message: str, *, problem_type: str | None = None, detail: str = "",
+                 status: int | None = None):
+        super().__init__(message)
+        self.problem_type, self.detail, self.status = problem_type, detail or message, status
+
+    @property
+    def code(self) -> str | None:
+        """The short ACME error code (``connection``, ``rateLimited``, ...) when the type is an ACME one."""
+        acme_type = self.problem_type and self.problem_type.startswith(self.PREFIX)
+        return self.problem_type[len(self.PREFIX):] if acme_type else None

@@ -35,7 +35,8 @@ def send_mail(notify: NotifySettings, subject: str, body: str, *, timeout: float
         with smtplib.SMTP(notify.smtp_host, notify.smtp_port, timeout=timeout) as smtp:
             smtp.ehlo()
             if notify.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                # A relay with a private CA's certificate is checked against [notify] ca_file, else the system's CAs.
+                smtp.starttls(context=ssl.create_default_context(cafile=str(notify.ca_file) if notify.ca_file else None))
                 smtp.ehlo()
             if notify.username:
                 password = notify.password_file.read_text().strip() if notify.password_file else ""

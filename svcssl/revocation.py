@@ -17,22 +17,24 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from .fsutil import atomic_write
+from .x509.inspect import access_urls, extension_value
+from .x509.signature import verify_signature
+from .x509.validate import issued_by
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "svcssl-revocation/1"
 MAX_REDIRECTS = 3
+CRL_REFETCH = timedelta(days=1)  # a cached CRL is fetched again after this, even before its nextUpdate
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,8 @@ class _FetchError(_SourceError):
 
 # --------------------------------------------------------------------------- URLs in the certificate
 
-def _extension(cert: x509.Certificate, oid):
-    try:
-        return cert.extensions.get_extension_for_oid(oid).value
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _urls(leaf: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
-    """(CRL URLs, OCSP URLs, ignored non-http URLs)."""
+    """(CRL URLs, OCSP URLs, ignored non-http URLs), from the x509 core's reading of the certificate."""
     crl_urls: list[str] = []
     ocsp_urls: list[str] = []
     ignored: list[str] = []
@@ -73,14 +68,11 @@ def _urls(leaf: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
         if url not in target:
             target.append(url)
 
-    for point in _extension(leaf, ExtensionOID.CRL_DISTRIBUTION_POINTS) or ():
-        for name in point.full_name or ():
-            if isinstance(name, x509.UniformResourceIdentifier):
-                keep(name.value, crl_urls)
-    for description in _extension(leaf, ExtensionOID.AUTHORITY_INFORMATION_ACCESS) or ():
-        if (description.access_method == AuthorityInformationAccessOID.OCSP
-                and isinstance(description.access_location, x509.UniformResourceIdentifier)):
-            keep(description.access_location.value, ocsp_urls)
+    urls = access_urls(leaf)
+    for url in urls.crl:
+        keep(url, crl_urls)
+    for url in urls.ocsp:
+        keep(url, ocsp_urls)
     return crl_urls, ocsp_urls, ignored
 
 
@@ -151,23 +143,6 @@ def _http(url: str, *, timeout: float, max_bytes: int, body: bytes | None = None
 
 # --------------------------------------------------------------------------- signatures and formatting
 
-def _verify_signature(public_key, signature: bytes, data: bytes, hash_algorithm) -> bool:
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(signature, data)
-        elif isinstance(public_key, dsa.DSAPublicKey):
-            public_key.verify(signature, data, hash_algorithm)
-        else:
-            return False
-    except (InvalidSignature, TypeError, ValueError):
-        return False
-    return True
-
-
 def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
@@ -198,23 +173,21 @@ def _responder_matches(resp: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
 def _ocsp_signer(resp: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> x509.Certificate:
     """The certificate whose key signed ``resp``: the issuer, or a responder it delegated to."""
     algorithm = resp.signature_hash_algorithm
-    if _responder_matches(resp, issuer) and _verify_signature(issuer.public_key(), resp.signature,
+    if _responder_matches(resp, issuer) and verify_signature(issuer.public_key(), resp.signature,
                                                               resp.tbs_response_bytes, algorithm):
         return issuer
     why = "answered with a response not signed by the issuer or by a responder it authorised"
     for cert in resp.certificates:
         if not _responder_matches(resp, cert) or cert.issuer != issuer.subject:
             continue
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
+        if not issued_by(cert, issuer):
             continue
-        eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+        eku = extension_value(cert, ExtensionOID.EXTENDED_KEY_USAGE)
         if not eku or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
             why = "answered with a response signed by a responder certificate without the OCSPSigning usage"
         elif not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             why = "answered with a response signed by a responder certificate that is not valid now"
-        elif _verify_signature(cert.public_key(), resp.signature, resp.tbs_response_bytes, algorithm):
+        elif verify_signature(cert.public_key(), resp.signature, resp.tbs_response_bytes, algorithm):
             return cert
     raise _SourceError(why)
 
@@ -322,15 +295,24 @@ def _extension_of_crl(crl: x509.CertificateRevocationList, oid):
         return None
 
 
+def _fetched_path(cache_dir: Path, url: str) -> Path:
+    return _cache_path(cache_dir, url).with_suffix(".fetched")
+
+
 def _cached_crl(cache_dir: Path | None, url: str, leaf, issuer, now: datetime):
+    """The cached CRL, while it is valid and was fetched less than a day ago (a CA may publish a
+    revocation long before its CRL's nextUpdate)."""
     if cache_dir is None:
         return None
     path = _cache_path(cache_dir, url)
     try:
         data = path.read_bytes()
+        fetched_at = datetime.fromtimestamp(int(_fetched_path(cache_dir, url).read_text().strip()), timezone.utc)
         crl = x509.load_der_x509_crl(data)
         next_update = crl.next_update_utc
     except (OSError, ValueError):
+        return None
+    if not timedelta(0) <= now - fetched_at < CRL_REFETCH:
         return None
     if next_update is None or next_update <= now or _crl_usable(crl, leaf, issuer, now) is not None:
         return None
@@ -344,8 +326,18 @@ def _store_crl(cache_dir: Path | None, url: str, crl: x509.CertificateRevocation
         return
     try:
         atomic_write(_cache_path(cache_dir, url), crl.public_bytes(serialization.Encoding.DER), 0o600)
+        atomic_write(_fetched_path(cache_dir, url), f"{int(now.timestamp())}\n".encode(), 0o600)
     except OSError as exc:
         log.warning("revocation: could not cache the CRL from %s: %s", url, exc.strerror or exc)
+
+
+def _age(delta: timedelta) -> str:
+    hours = max(0.0, delta.total_seconds() / 3600)
+    if hours < 1:
+        return "less than an hour"
+    if hours < 48:
+        return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}"
+    return f"{hours / 24:.1f} days"
 
 
 def _check_crl(url: str, leaf: x509.Certificate, issuer: x509.Certificate | None, *, cache_dir: Path | None,
@@ -385,20 +377,10 @@ def _check_crl(url: str, leaf: x509.Certificate, issuer: x509.Certificate | None
     if issuer is None:
         raise _SourceError("does not list this certificate, but its signature could not be checked "
                            "(issuer certificate unknown)")
-    return RevocationStatus("good", "crl", f"not revoked per {url}")
+    return RevocationStatus("good", "crl", f"not revoked per {url} (a CRL issued {_age(now - crl.last_update_utc)} ago)")
 
 
 # --------------------------------------------------------------------------- entry point
-
-def _issued_by(leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if leaf.issuer != issuer.subject:
-        return False
-    try:
-        leaf.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 - InvalidSignature, unsupported algorithms …: not verifiably issued
-        return False
-    return True
-
 
 def _failure(kind: str, url: str, exc: Exception) -> str:
     if isinstance(exc, _FetchError):
@@ -426,7 +408,7 @@ def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate | None, *,
                                                      f"({', '.join(ignored)}), which svcssl does not check")
         return RevocationStatus("unknown", None, "the certificate names no CRL distribution point or OCSP responder")
     failures: list[str] = []
-    if issuer is not None and not _issued_by(leaf, issuer):
+    if issuer is not None and not issued_by(leaf, issuer):
         failures.append("the issuer certificate given did not issue this certificate")
         issuer = None
 

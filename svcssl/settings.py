@@ -28,6 +28,15 @@ ENV_CONFIG = "SVCSSL_CONFIG"
 CONFIG_LIMIT = 1024 * 1024
 
 
+def parse_listen(listen: str, what: str = "listen address") -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` as ``(host, port)``; host "" means every address."""
+    text = listen.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT with a port from 1 to 65535 (e.g. 0.0.0.0:2087)")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 @dataclass(frozen=True)
 class ProbeAddress:
     protocol: str
@@ -115,6 +124,7 @@ class NotifySettings:
     recipient: str | None
     expiry_days: int
     panel_url: str | None
+    ca_file: Path | None = None  # CA certificates (PEM) the relay's STARTTLS certificate is checked against
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,7 @@ _ACME_KEYS: dict[str, Any] = {
 _DNS_KEYS: dict[str, Any] = {"nameservers": list, "timeout": (int, float)}
 _NOTIFY_KEYS: dict[str, Any] = {
     "smtp_host": str, "smtp_port": int, "starttls": bool, "username": str, "password_file": str, "sender": str,
-    "recipient": str, "expiry_days": int, "panel_url": str,
+    "recipient": str, "expiry_days": int, "panel_url": str, "ca_file": str,
 }
 _MAINTENANCE_KEYS: dict[str, Any] = {"schedule": str, "own_ca_renew_days": int, "other_renew_days": int}
 _ACCOUNTS_KEYS: dict[str, Any] = {"home_root": str}
@@ -431,6 +441,7 @@ def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | Non
             recipient=notify.get("recipient") or None,
             expiry_days=notify.get("expiry_days", 20),
             panel_url=notify.get("panel_url") or None,
+            ca_file=_path(notify.get("ca_file"), state_dir),
         ),
         maintenance=MaintenanceSettings(
             schedule=schedule,

@@ -157,3 +157,50 @@ def sha1_signed_leaf(names: list[str], key) -> x509.Certificate:
     sha256_rsa = bytes.fromhex("06092a864886f70d01010b")
     assert good.count(sha256_rsa) == 2
     return x509.load_der_x509_certificate(good.replace(sha256_rsa, sha256_rsa[:-1] + b"\x05"))
+
+
+def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        raise RuntimeError("openssl is needed to sign SHA-1 test certificates: apt-get install openssl")
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=True).stdout
+
+
+@functools.lru_cache(maxsize=None)
+def real_sha1_self_signed(name: str = "mail.example.com") -> tuple[x509.Certificate, object]:
+    """A self-signed certificate really signed with SHA-1 (cryptography 50 refuses to; openssl still does)."""
+    import tempfile
+    from pathlib import Path
+    key = rsa_key(40)
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "key.pem"
+        key_file.write_bytes(key_pem(key))
+        out = _openssl("req", "-x509", "-new", "-key", str(key_file), "-sha1", "-days", "30", "-subj", f"/CN={name}",
+                       "-addext", f"subjectAltName=DNS:{name}")
+    return x509.load_pem_x509_certificate(out), key
+
+
+@functools.lru_cache(maxsize=None)
+def real_sha1_leaf(name: str = "mail.example.com") -> tuple[x509.Certificate, object, x509.Certificate]:
+    """(leaf, key, its RSA CA): the leaf is really signed by the CA with SHA-1 (openssl x509 -req -sha1)."""
+    import tempfile
+    from pathlib import Path
+    ca_key = rsa_key(41)
+    ca = make_ca("Legacy SHA-1 Signing CA", ca_key)
+    key = rsa_key(42)
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(name))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False).sign(key, hashes.SHA256()))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "ca.pem").write_bytes(pem(ca))
+        (d / "ca.key").write_bytes(key_pem(ca_key))
+        (d / "csr.pem").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+        (d / "ext.cnf").write_text(f"subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n")
+        out = _openssl("x509", "-req", "-in", str(d / "csr.pem"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+                       "-set_serial", "4242", "-days", "60", "-sha1", "-extfile", str(d / "ext.cnf"))
+    return x509.load_pem_x509_certificate(out), key, ca
+
+
+def fingerprint_of(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()

@@ -93,7 +93,8 @@ def test_fetch_service_ssl_components_fields(server, root):
     services = body["data"]["services"]
     assert [s["service"] for s in services] == ["cpanel", "dovecot", "exim", "ftp"]
     for s in services:
-        assert set(s) == {"service", "certificate", "key", "cabundle", "certificate_info"}
+        assert set(s) == {"service", "certificate", "key", "cabundle", "certificate_info", "assessment"}
+        assert s["assessment"]["verdict"] == "replace" and s["assessment"]["reasons"][0]["code"] == "self-signed"
         assert s["certificate"].startswith("-----BEGIN CERTIFICATE-----")
         assert "PRIVATE KEY" in s["key"]
         assert s["cabundle"] == ""  # self-signed: no CA bundle
@@ -116,7 +117,8 @@ def test_install_post_and_get_then_fetch(server, root):
     body = ok(root.call("install_service_ssl_certificate", "POST", service="dovecot", crt=crt, key=key,
                         cabundle=cabundle))
     data = body["data"]
-    assert set(data) == {"service", "service_description", "certificate", "certificate_info"}
+    assert set(data) == {"service", "service_description", "certificate", "certificate_info", "assessment"}
+    assert data["assessment"] == {"verdict": "ok", "reasons": [{"code": "ok", "message": "It passes every check (89 days left)."}]}
     assert data["service"] == "dovecot" and data["certificate"] == crt
     assert data["certificate_info"]["issuer.commonName"] == "Test Intermediate 0"
     assert data["certificate_info"]["issuer.organizationName"] == "svcssl tests"

@@ -499,7 +499,7 @@ def test_restart_lets_the_request_in_flight_finish_before_it_re_executes(tmp_pat
         except Exception as exc:  # noqa: BLE001
             replies.append(repr(exc))
 
-    monkeypatch.setattr(panel_server.os, "execv", fake_execv)
+    monkeypatch.setattr(os, "execv", fake_execv)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     worker = threading.Thread(target=client, daemon=True)
     worker.start()

@@ -252,3 +252,42 @@ def test_odd_files_never_hang_or_trace(run_cli, simple_config, tmp_path):
     with pytest.raises(SystemExit) as caught:
         run_cli("maintenance", "status", "--limit", "99999999999999999999999", config=simple_config)
     assert caught.value.code == 2
+
+
+def test_check_finds_drift_without_a_probe(run_cli, simple_config, tmp_path):
+    """Files replaced behind svcssl's back: `check` exits 1 with state drift and all three fingerprints,
+    even for a service that has no probe; the table's flags say the same."""
+    assert run_cli("check", config=simple_config).code == 0
+    before = json.loads(run_cli("check", "--json", config=simple_config).out)
+    assert {row["state"] for row in before} == {"not probed"}
+    ca = pki.pki()
+    leaf, key = ca.leaf(["mail.example.com"], key=pki.rsa_key(47))
+    (tmp_path / "etc/exim/exim.crt").write_bytes(pki.pem(leaf, ca.intermediate))
+    (tmp_path / "etc/exim/exim.key").write_bytes(pki.key_pem(key))
+    result = run_cli("check", "--json", config=simple_config)
+    assert result.code == 1
+    rows = {row["service"]: row for row in json.loads(result.out)}
+    exim = rows["exim"]
+    assert exim["state"] == "drift" and exim["probe"] is None and exim["served_fingerprint"] is None
+    assert exim["installed_fingerprint"] == pki.fingerprint_of(leaf) != exim["active_fingerprint"]
+    assert exim["active_fingerprint"] == before[1]["installed_fingerprint"]
+    assert rows["dovecot"]["state"] == "not probed"
+    human = run_cli("check", config=simple_config)
+    assert human.code == 1 and "drift (the files hold" in human.out
+    listed = {row["service"]: row for row in json.loads(run_cli("list", "--json", config=simple_config).out)}
+    assert listed["exim"]["drift"] is True and "files changed outside svcssl" in listed["exim"]["flags"]
+    assert listed["dovecot"]["drift"] is False
+
+
+def test_a_sha1_leaf_with_its_real_ca_bundle_is_refused_as_weak_not_as_unchained(run_cli, simple_config, tmp_path):
+    leaf, key, ca = pki.real_sha1_leaf("mail.example.com")
+    cert_file, chain_file = tmp_path / "sha1.pem", tmp_path / "sha1-ca.pem"
+    cert_file.write_bytes(pki.pem(leaf) + pki.key_pem(key))
+    chain_file.write_bytes(pki.pem(ca))
+    assert run_cli("list", config=simple_config).code == 0  # the first command puts the self-signed ones in place
+    before = tree_state(tmp_path / "etc")
+    result = run_cli("install", "exim", "--cert", str(cert_file), "--cabundle", str(chain_file), config=simple_config)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "weak signature algorithm (sha1WithRSAEncryption)" in result.err
+    assert "does not chain" not in result.err and "Unrelated" not in result.err
+    assert tree_state(tmp_path / "etc") == before

@@ -103,7 +103,7 @@ def test_install_twice_reset_and_rollback_are_served(setup, run_cli, tmp_path):
     assert served(daemon) == fp_a
     row = listing(run_cli, config)[name]
     assert row["fingerprint"] == fp_a and row["live"] == {"state": "match", "probe": daemon.probe,
-                                                          "served_fingerprint": fp_a,
+                                                          "served_fingerprint": fp_a, "active_fingerprint": fp_a,
                                                           "detail": "serves the installed certificate"}
 
     bundle_b, fp_b = write_bundle(tmp_path, 41, key=pki.ec_key(41))
@@ -177,11 +177,17 @@ def test_check_tells_a_drifted_service_from_a_matching_one(run_cli, tmp_path):
         result = run_cli("check", "--json", config=s.config)
         assert result.code == 1
         (row,) = json.loads(result.out)
-        assert row["state"] == "differs" and row["served_fingerprint"] != row["installed_fingerprint"]
-        human = run_cli("list", config=s.config)
-        assert "served certificate differs from installed" in human.out
+        # three fingerprints: svcssl's (still served: no reload), the files' (changed by hand), the port's
+        assert row["state"] == "drift" and row["installed_fingerprint"] == pki.fingerprint_of(leaf)
+        assert row["served_fingerprint"] == row["active_fingerprint"] != row["installed_fingerprint"]
+        assert "changed outside svcssl" in row["detail"] and "has not reloaded" in row["detail"]
+        human = run_cli("check", config=s.config)
+        assert human.code == 1 and "drift" in human.out
+        listed = run_cli("list", config=s.config)
+        assert "served certificate differs from installed" in listed.out and "files changed outside svcssl" in listed.out
         s.daemon.stop()
         result = run_cli("check", "--json", config=s.config)
-        assert result.code == 1 and json.loads(result.out)[0]["state"] == "unreachable"
+        assert result.code == 1 and json.loads(result.out)[0]["state"] == "drift"
+        assert "the port:" in json.loads(result.out)[0]["detail"]
     finally:
         s.daemon.stop()

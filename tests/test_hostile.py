@@ -12,7 +12,6 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -287,7 +286,7 @@ def test_a_high_iteration_pkcs12_or_encrypted_key_is_refused_quickly(served, run
 # --- 10: a reseller sees who changed a certificate, not root's credentials -------------------------
 
 def test_a_reseller_sees_only_root_in_the_history(served):
-    base, panel = served["url"], served["panel"]
+    base = served["url"]
     leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(62))
     ok(Api(base, "root", served["tokens"]["root"]).call(
         "install_service_ssl_certificate", "POST", service="exim", crt=pki.pem(leaf).decode(),

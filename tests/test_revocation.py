@@ -64,7 +64,7 @@ def test_good_per_crl(http):
     leaf = leaf_for(crl_url=http.url("/int.crl"))
     http.set_route("/int.crl", CRL_TYPE, make_crl({12345: x509.ReasonFlags.key_compromise}))
     status = check(leaf)
-    assert status == RevocationStatus("good", "crl", f"not revoked per {http.url('/int.crl')}")
+    assert status == RevocationStatus("good", "crl", f"not revoked per {http.url('/int.crl')} (a CRL issued 1 hour ago)")
     assert http.hits["/int.crl"] == 1
 
 
@@ -218,6 +218,26 @@ def test_crl_cache_is_used_until_next_update(http, tmp_path):
     # And with the server gone, the new cached copy still answers.
     http.stop()
     assert check(leaf, cache_dir=cache, now=NOW + timedelta(hours=8)).state == "revoked"
+
+
+def test_a_cached_crl_is_fetched_again_after_a_day_even_before_its_next_update(http, tmp_path):
+    """CRLs can have a nextUpdate a week away; a revocation published meanwhile is seen within a day."""
+    cache = tmp_path / "crl"
+    url = http.url("/int.crl")
+    leaf = leaf_for(crl_url=url)
+    http.set_route("/int.crl", CRL_TYPE, make_crl({}, next_update=NOW + timedelta(days=7)))
+    first = check(leaf, cache_dir=cache)
+    assert first.state == "good" and "(a CRL issued 1 hour ago)" in first.detail
+    http.set_route("/int.crl", CRL_TYPE, make_crl({leaf.serial_number: None}, this_update=NOW + timedelta(hours=20),
+                                                  next_update=NOW + timedelta(days=8)))
+    assert check(leaf, cache_dir=cache, now=NOW + timedelta(hours=23)).state == "good"  # cached, a day not over
+    assert http.hits["/int.crl"] == 1
+    later = check(leaf, cache_dir=cache, now=NOW + timedelta(hours=25))
+    assert later.state == "revoked" and http.hits["/int.crl"] == 2
+    # the age of the CRL used is in the report's words
+    http.set_route("/int.crl", CRL_TYPE, make_crl({}, this_update=NOW - timedelta(days=3),
+                                                  next_update=NOW + timedelta(days=4)))
+    assert "(a CRL issued 3.0 days ago)" in check(leaf).detail
 
 
 def test_without_cache_every_call_fetches(http):

@@ -154,3 +154,63 @@ def test_hostname_matching():
     ca = pki.pki()
     leaf, _ = ca.leaf(["other.example.net"])
     assert not covers_hostname(describe(leaf), HOST)
+
+
+# --- one truth about signatures, EKU and self-signed (issue 11) ------------------------------------------
+
+
+def test_a_self_signed_sha1_certificate_is_self_signed_and_weak():
+    cert, _ = pki.real_sha1_self_signed(HOST)
+    info = describe(cert)
+    assert info.signature_algorithm == "sha1WithRSAEncryption"
+    assert info.is_self_signed
+    assert weak_reasons(info) == ("weak signature algorithm (sha1WithRSAEncryption)",)
+
+
+def test_a_certificate_without_eku_may_serve_tls_and_one_without_server_auth_may_not():
+    """RFC 5280 §4.2.1.12: an absent EKU means any purpose; only a present EKU without serverAuth restricts."""
+    ca = pki.pki()
+    no_eku, _ = ca.leaf([HOST], server_auth=False)
+    assert describe(no_eku).has_eku is False and describe(no_eku).has_server_auth is True
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    client_only = (cx509.CertificateBuilder().subject_name(no_eku.subject).issuer_name(ca.intermediate.subject)
+                   .public_key(pki.rsa_key(10).public_key()).serial_number(7).not_valid_before(no_eku.not_valid_before_utc)
+                   .not_valid_after(no_eku.not_valid_after_utc)
+                   .add_extension(cx509.SubjectAlternativeName([cx509.DNSName(HOST)]), critical=False)
+                   .add_extension(cx509.ExtendedKeyUsage([cx509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                   .sign(ca.intermediate_key, hashes.SHA256()))
+    assert describe(client_only).has_eku is True and describe(client_only).has_server_auth is False
+
+
+def test_a_sha1_leaf_with_its_real_ca_chains_and_is_refused_as_weak_not_as_unrelated():
+    leaf, key, ca = pki.real_sha1_leaf(HOST)
+    assert order_chain(leaf, [ca]) == (ca,)
+    bundle = assemble_bundle((leaf,), (key,), (ca,))
+    assert weak_reasons(bundle.info) == ("weak signature algorithm (sha1WithRSAEncryption)",)
+
+
+def test_the_chain_check_tells_not_signed_by_this_issuer_from_unrelated():
+    leaf, _, ca = pki.real_sha1_leaf(HOST)
+    impostor = pki.make_ca("Legacy SHA-1 Signing CA", pki.rsa_key(43))  # same name, another key
+    with pytest.raises(ChainError) as caught:
+        order_chain(leaf, [impostor])
+    assert "not signed by this issuer" in caught.value.message
+    other = pki.pki(1).intermediate
+    with pytest.raises(ChainError) as caught:
+        order_chain(leaf, [other])
+    assert "Unrelated" in caught.value.message and "not signed by this issuer" not in caught.value.message
+
+
+def test_the_chain_check_names_an_unsupported_signature_algorithm():
+    """A leaf whose signature algorithm cannot be checked at all (an unknown OID) is told apart."""
+    ca = pki.pki()
+    good, _ = ca.leaf([HOST])
+    data = pki.der(good)
+    ecdsa_sha256 = bytes.fromhex("06082a8648ce3d040302")
+    assert data.count(ecdsa_sha256) == 2
+    from cryptography import x509 as cx509
+    odd = cx509.load_der_x509_certificate(data.replace(ecdsa_sha256, ecdsa_sha256[:-1] + b"\x7f"))
+    with pytest.raises(ChainError) as caught:
+        order_chain(odd, [ca.intermediate])
+    assert "weak or unsupported algorithm" in caught.value.message

@@ -1,5 +1,5 @@
-"""ACME client over the ``acme`` package, with an HTTP-01 responder. No Flask, no settings."""
+"""ACME client over the ``acme`` package, with an HTTP-01 responder. No Flask; of the settings only parse_listen."""
 
-from .client import AcmeConfig, AcmeError, IssuedCertificate, order_certificate, renewal_window  # noqa: F401
+from .client import AcmeConfig, AcmeError, IssuedCertificate, order_certificate, renewal_window
 
 __all__ = ["AcmeConfig", "AcmeError", "IssuedCertificate", "order_certificate", "renewal_window"]

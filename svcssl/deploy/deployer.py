@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +203,3 @@ def deploy_files(
         service=name, fingerprint=fingerprint, files=tuple(str(t.path) for _, t in staged),
         reloaded=reloaded, probed=probed, served_fingerprint=served, output="\n".join(outputs),
     )
-
-
-def journal_exists(journal_dir: Path) -> bool:
-    return os.path.exists(journal_dir / JOURNAL)

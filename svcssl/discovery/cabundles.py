@@ -25,10 +25,10 @@ from typing import Callable, Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
-from ..x509.inspect import is_self_signed
+from ..x509.inspect import access_urls, is_self_signed, key_identifiers
+from ..x509.parse import read_downloaded_certificates
 from ..x509.validate import issued_by
 
 log = logging.getLogger(__name__)
@@ -61,21 +61,19 @@ def name_label(name: x509.Name) -> str:
     return ", ".join(parts) or name.rfc4514_string() or "(an empty name)"
 
 
-def _key_id(cert: x509.Certificate, which: str) -> bytes | None:
+def _key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:
     try:
-        if which == "ski":
-            return cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
-        return cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value.key_identifier
-    except (x509.ExtensionNotFound, ValueError):
-        return None
+        return key_identifiers(cert)
+    except ValueError:  # a malformed key identifier extension: rank it as unknown
+        return None, None
 
 
 def find_issuer(child: x509.Certificate, candidates: Iterable[x509.Certificate]) -> x509.Certificate | None:
     """The candidate that issued ``child``: SKI = AKI first, then any whose signature verifies."""
-    aki = _key_id(child, "aki")
+    aki = _key_ids(child)[1]
     ranked = []
     for candidate in candidates:
-        ski = _key_id(candidate, "ski")
+        ski = _key_ids(candidate)[0]
         if aki is not None and ski is not None and ski != aki:
             continue  # another key of a CA with the same name (a rollover)
         ranked.append(candidate)
@@ -86,15 +84,7 @@ def find_issuer(child: x509.Certificate, candidates: Iterable[x509.Certificate])
 
 
 def _parse_downloaded(data: bytes) -> list[x509.Certificate]:
-    loaders = (x509.load_der_x509_certificate, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates,
-               pkcs7.load_pem_pkcs7_certificates)
-    for loader in loaders:
-        try:
-            result = loader(data)
-        except Exception:  # noqa: BLE001 - try the next format
-            continue
-        return list(result) if isinstance(result, list) else [result]
-    return []
+    return list(read_downloaded_certificates(data))
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -187,13 +177,10 @@ class AiaFetcher:
 
     def urls(self, cert: x509.Certificate) -> list[str]:
         try:
-            aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
-        except (x509.ExtensionNotFound, ValueError):
+            urls = access_urls(cert).ca_issuers
+        except ValueError:
             return []
-        return [d.access_location.value for d in aia
-                if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
-                and isinstance(d.access_location, x509.UniformResourceIdentifier)
-                and d.access_location.value.lower().startswith(("http://", "https://"))]
+        return [url for url in urls if url.lower().startswith(("http://", "https://"))]
 
     def download(self, url: str) -> tuple[list[x509.Certificate], str | None]:
         with self._lock:

@@ -25,13 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from ..errors import InputError
-from ..x509.inspect import CURVE_NAMES, CertificateInfo, describe, spki_sha256
-from ..x509.parse import (CERTIFICATE_LABELS, KEY_LABELS, check_certificate, looks_like_pem, read_private_key,
-                          split_pem)
+from ..x509.parse import ParsedFile, parse_file  # noqa: F401 - the index reads files through the x509 core
 
 STORES = ("account", "apache", "cabundle", "service", "keystore")
 BATCH = 500  # changed files per write transaction: other writers never wait long
@@ -78,13 +72,6 @@ class Candidate:
     @property
     def name(self) -> bytes:
         return os.path.basename(self.path)
-
-
-@dataclass(frozen=True)
-class ParsedFile:
-    certificates: tuple[tuple[CertificateInfo, bytes, bytes], ...]  # (info, subject DER, issuer DER)
-    keys: tuple[tuple[str, str], ...]  # (SPKI SHA-256, key label)
-    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -187,67 +174,6 @@ def display_path(path: bytes | str | None) -> str:
     if isinstance(path, str):
         path = os.fsencode(path)
     return path.decode("utf-8", "backslashreplace")
-
-
-def _key_label(public_key) -> str:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"RSA, {public_key.key_size:,}-bit"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        curve, short = CURVE_NAMES.get(public_key.curve.name, (public_key.curve.name, public_key.curve.name))
-        return f"ECDSA, {short} ({curve})"
-    return type(public_key).__name__
-
-
-def parse_file(data: bytes) -> ParsedFile:
-    """Every certificate and private key in a file (PEM with any number of blocks, or one DER certificate).
-
-    A damaged block is reported; the usable blocks of the same file are still indexed. Keys are read
-    without the slow RSA consistency check (only their public half is needed); the install path
-    validates a key fully before it is deployed.
-    """
-    certificates: list[tuple[CertificateInfo, bytes, bytes]] = []
-    keys: list[tuple[str, str]] = []
-    problems: list[str] = []
-    if not data.strip():
-        return ParsedFile((), (), "empty file")
-    if looks_like_pem(data):
-        try:
-            blocks = split_pem(data, "file", "crt")
-        except InputError as exc:
-            return ParsedFile((), (), exc.message)
-        for number, block in enumerate(blocks, 1):
-            if block.label in CERTIFICATE_LABELS:
-                try:
-                    cert = check_certificate(x509.load_pem_x509_certificate(block.pem), "certificate")
-                    certificates.append((describe(cert), cert.subject.public_bytes(), cert.issuer.public_bytes()))
-                except InputError as exc:
-                    problems.append(f"PEM block {number}: {exc.message}")
-                except ValueError:
-                    problems.append(f"PEM block {number}: not a valid X.509 certificate")
-            elif block.label in KEY_LABELS:
-                try:
-                    key = read_private_key(block.pem, validate=False)
-                except InputError as exc:
-                    if exc.field == "password":
-                        problems.append(f"PEM block {number}: an encrypted private key (svcssl cannot use it "
-                                        "without its passphrase)")
-                    else:
-                        problems.append(f"PEM block {number}: {exc.message}")
-                    continue
-                public = key.public_key()
-                keys.append((spki_sha256(public), _key_label(public)))
-            else:
-                problems.append(f"PEM block {number}: '{block.label.decode('ascii', 'replace')}' is neither a "
-                                "certificate nor a private key")
-        if not blocks:
-            problems.append("no complete PEM block")
-    else:
-        try:
-            cert = check_certificate(x509.load_der_x509_certificate(data), "certificate")
-            certificates.append((describe(cert), cert.subject.public_bytes(), cert.issuer.public_bytes()))
-        except (InputError, ValueError):
-            problems.append("neither PEM nor a DER certificate")
-    return ParsedFile(tuple(certificates), tuple(keys), "; ".join(problems) or None)
 
 
 def _ts(moment: datetime) -> int:

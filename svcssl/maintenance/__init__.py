@@ -1,1 +1,1 @@
-"""The maintenance run: policy (pure), facts, the run itself, and its scheduler."""
+"""The maintenance run: facts, the run itself, and its scheduler (the assessment is operations/assessment, shared by every surface)."""

@@ -1,4 +1,4 @@
-"""Gather the facts the policy needs: the hostname in DNS (and CAA), revocation, our own CA, ARI."""
+"""Gather the facts the assessment needs: the hostname in DNS (and CAA), revocation, our own CA, ARI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..operations.context import Context
 from ..operations.hostname_certificate import ari_window
 from ..operations.inventory import InstalledCertificate
 from ..revocation import check_revocation
-from .policy import CertificateFacts, ServerFacts
+from ..operations.assessment import CertificateFacts, ServerFacts
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def check_server_hostname(ctx: Context) -> HostnameCheck:
     else:
         caa = check_caa(settings.server.hostname, list(settings.acme.caa_identities), resolver)
         if caa.allowed is False:
-            blocker = caa.problem + (f" Add this record: {caa.suggestion}" if caa.suggestion else "")
+            blocker = caa.problem  # it already names the record to add ("…; add example.com. 86400 IN CAA …")
     return HostnameCheck(dns, caa, blocker)
 
 

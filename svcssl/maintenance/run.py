@@ -16,32 +16,32 @@ from ..fsutil import atomic_write
 from ..operations.context import Context
 from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
 from ..operations.install import InstallOutcome, deploy_bundle
-from ..operations.inventory import ServiceStatus, list_services
+from ..operations.assessment import (ATTENTION, NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES, Assessment,
+                                     CertificateFacts, ServerFacts)
+from ..operations.inventory import ServiceStatus, assess_status, list_services
 from ..operations.notify import notify_once
 from ..operations.reset import make_self_signed_bundle
 from ..store import AuditEntry
 from .facts import HostnameCheck, certificate_facts, check_server_hostname, hostname_fix
-from .policy import CertificateFacts, Verdict, assess
 
 log = logging.getLogger(__name__)
 
-NO_HOSTNAME_CERTIFICATE = "disable_auto_hostname_certificate"
-NO_MANAGEMENT = "disable_service_certificate_management"
-TOUCH_FILES = (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT)
+__all__ = ["NO_HOSTNAME_CERTIFICATE", "NO_MANAGEMENT", "TOUCH_FILES", "run_maintenance", "touch_file_state"]
 ACTOR = "maintenance"
 
 
 @dataclass(frozen=True)
 class ServiceReport:
     service: str
-    verdict: str  # the policy's code
-    reason: str
+    verdict: str  # the assessment's main reason code (ok, expired, self-signed, …)
+    reason: str  # every reason of the assessment, for a person
     action: str  # what was done (or, in a dry run, would be done)
     outcome: str  # ok | failed | none | planned
     ok: bool  # ends the run with a certificate that passes, or was left alone on purpose
     fingerprint_before: str | None
     fingerprint_after: str | None
     detail: str = ""
+    assessment: dict = field(default_factory=dict)  # {"verdict", "reasons": [{"code", "message"}]}, as `svcssl list`
 
 
 @dataclass
@@ -55,7 +55,9 @@ class MaintenanceReport:
     order: dict | None = None
     services: list[ServiceReport] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
+    certificates: dict[str, dict] = field(default_factory=dict)  # facts learnt per fingerprint (revocation, ARI)
     ok: bool = True
+    summary: str = ""  # the result in words: never "fine" while a service needs attention
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,17 +91,57 @@ def set_touch_file(ctx: Context, name: str, present: bool, *, actor: str) -> boo
     return True
 
 
-def _verdict_for(ctx: Context, status: ServiceStatus, server, now: datetime) -> Verdict:
-    if status.installed is None:
-        return Verdict(True, "unreadable", f"No usable certificate: {status.problem}", expired=True)
-    try:
-        facts = certificate_facts(ctx, status.installed)
-    except SvcsslError as exc:  # revocation/ARI trouble must not stop the run
-        log.warning("service %s: facts incomplete: %s", status.service.name, exc.message)
-        facts = CertificateFacts(from_own_ca=ctx.store.is_acme_certificate(status.installed.info.fingerprint))
-    m = ctx.settings.maintenance
-    return assess(status.installed.info, server, facts, now, own_ca_days=m.own_ca_renew_days,
-                  other_days=m.other_renew_days)
+def _facts_for(ctx: Context, status: ServiceStatus, cache: dict[str, CertificateFacts]) -> CertificateFacts:
+    """Revocation and ARI facts, fetched once per certificate per run (services often share one)."""
+    fingerprint = status.installed.info.fingerprint
+    if fingerprint not in cache:
+        try:
+            cache[fingerprint] = certificate_facts(ctx, status.installed)
+        except SvcsslError as exc:  # revocation/ARI trouble must not stop the run
+            log.warning("service %s: facts incomplete: %s", status.service.name, exc.message)
+            cache[fingerprint] = CertificateFacts(from_own_ca=ctx.store.is_acme_certificate(fingerprint))
+    return cache[fingerprint]
+
+
+def _assess(ctx: Context, status: ServiceStatus, server: ServerFacts, cache: dict[str, CertificateFacts],
+            touch: frozenset[str], now: datetime) -> Assessment:
+    facts = _facts_for(ctx, status, cache) if status.installed is not None else None
+    return assess_status(ctx, status.installed, status.problem, server, facts, touch, now)
+
+
+def _facts_json(facts: CertificateFacts) -> dict:
+    window = facts.renewal_window
+    return {"from_own_ca": facts.from_own_ca, "revocation": facts.revocation,
+            "revocation_detail": facts.revocation_detail,
+            "renewal_window": [window[0].isoformat(), window[1].isoformat()] if window else None}
+
+
+def _service_report(name: str, assessment: Assessment, action: str, outcome: str, ok: bool, before: str | None,
+                    after: str | None, detail: str = "") -> ServiceReport:
+    return ServiceReport(name, assessment.code, assessment.summary, action, outcome, ok, before, after, detail,
+                         assessment.to_dict())
+
+
+def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> str:
+    held = [name for name, a in assessments.items() if a.verdict == ATTENTION]
+    failed = [s.service for s in report.services if s.outcome != "planned" and (not s.ok or s.outcome == "failed")]
+    planned = [s.service for s in report.services if s.outcome == "planned"]
+    parts = []
+    if planned:
+        parts.append(f"needs attention: {', '.join(planned)} would get a new certificate (dry run)")
+    if failed:
+        parts.append(f"needs attention: {', '.join(failed)} did not end with a certificate that passes")
+    if held:
+        files = sorted({assessments[name].held_by for name in held})
+        parts.append(f"needs attention: {', '.join(held)} left alone because {' and '.join(files)} "
+                     f"{'is' if len(files) == 1 else 'are'} present")
+    if report.order and report.order.get("ok") is False and not report.order.get("skipped"):
+        parts.append("the hostname certificate order failed")
+    if parts:
+        return "; ".join(parts)
+    if any(not a.ok for a in assessments.values()):
+        return "every service ends with a certificate that passes (some expire soon)"
+    return "every service is fine"
 
 
 def _mail_body(ctx: Context, lines: list[str]) -> str:
@@ -127,6 +169,7 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     now = ctx.now()
     report = MaintenanceReport(started_at=now.isoformat(timespec="seconds"), trigger=trigger, dry_run=dry_run)
     touch = report.touch_files = touch_file_state(ctx)
+    present = frozenset(name for name, there in touch.items() if there)
     managed = not touch[NO_MANAGEMENT]
     auto_hostname = not touch[NO_HOSTNAME_CERTIFICATE]
 
@@ -138,13 +181,16 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         "blocker": hostname.blocker, "fix": hostname_fix(hostname.dns),
     }
     server = hostname.server_facts()
+    report.hostname["server_problem"] = server.problem
 
     statuses = [s for s in list_services(ctx) if s.service.kind != "apns"]
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[str, Assessment] = {}
+    facts_cache: dict[str, CertificateFacts] = {}
     for status in statuses:
         say(f"assessing {status.service.name}")
-        verdicts[status.service.name] = _verdict_for(ctx, status, server, now)
-    needing = [s for s in statuses if verdicts[s.service.name].replace]
+        verdicts[status.service.name] = _assess(ctx, status, server, facts_cache, present, now)
+    report.certificates = {fp: _facts_json(facts) for fp, facts in facts_cache.items()}
+    needing = [s for s in statuses if verdicts[s.service.name].due]
 
     # One hostname certificate for every service that needs it.
     order: OrderOutcome | None = None
@@ -162,12 +208,13 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         name = status.service.name
         verdict = verdicts[name]
         before = status.fingerprint
-        if not verdict.replace:
-            report.services.append(ServiceReport(name, verdict.code, verdict.reason, "none", "none", True, before, before))
+        if verdict.held_by:  # needs work, but a touch file says leave it alone: reported, never "fine"
+            action = (f"none: {NO_MANAGEMENT} is present" if verdict.held_by == NO_MANAGEMENT
+                      else f"none (no hostname certificate: {verdict.held_by} is present)")
+            report.services.append(_service_report(name, verdict, action, "none", True, before, before))
             continue
-        if not managed:
-            report.services.append(ServiceReport(name, verdict.code, verdict.reason,
-                                                 f"none: {NO_MANAGEMENT} is present", "none", True, before, before))
+        if not verdict.due:
+            report.services.append(_service_report(name, verdict, "none", "none", True, before, before))
             continue
         report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say))
 
@@ -176,12 +223,13 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     failed_action = any(s.outcome == "failed" for s in report.services) or bool(
         report.order and report.order.get("ok") is False and not report.order.get("skipped"))
     report.ok = not failed_action and all(s.ok for s in report.services)
+    report.summary = _summary(report, verdicts)
     report.finished_at = ctx.now().isoformat(timespec="seconds")
     log.info("maintenance run finished: %s", "ok" if report.ok else "needs attention")
     return report
 
 
-def _act(ctx: Context, status: ServiceStatus, verdict: Verdict, order: OrderOutcome | None,
+def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderOutcome | None,
          hostname: HostnameCheck, auto_hostname: bool, dry_run: bool, say) -> ServiceReport:
     name = status.service.name
     before = status.fingerprint
@@ -189,10 +237,10 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Verdict, order: OrderOutc
         say(f"installing the hostname certificate on {name}")
         outcome = deploy_bundle(ctx, status.service, order.bundle, action="hostname-certificate", actor=ACTOR)
         if outcome.ok:
-            return ServiceReport(name, verdict.code, verdict.reason, "installed the hostname certificate", "ok", True,
+            return _service_report(name, verdict, "installed the hostname certificate", "ok", True,
                                  before, outcome.fingerprint, outcome.message)
         fallback = _fallback(ctx, status, verdict, dry_run, say)
-        return ServiceReport(name, verdict.code, verdict.reason, "install the hostname certificate", "failed", False,
+        return _service_report(name, verdict, "install the hostname certificate", "failed", False,
                              before, fallback or before, f"{outcome.stage}: {outcome.message}")
     # No certificate to install: say why, and cover an expired service with a self-signed one.
     if not auto_hostname:
@@ -207,19 +255,19 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Verdict, order: OrderOutc
         why = "no hostname certificate"
     if dry_run:
         action = why + ("; would install a self-signed certificate now" if verdict.expired and not why.startswith("would") else "")
-        return ServiceReport(name, verdict.code, verdict.reason, action, "planned", False, before, before)
+        return _service_report(name, verdict, action, "planned", False, before, before)
     fallback = _fallback(ctx, status, verdict, dry_run, say)
     if fallback is not None:
-        return ServiceReport(name, verdict.code, verdict.reason,
+        return _service_report(name, verdict,
                              f"installed a self-signed certificate until a CA-signed one is ready ({why})", "ok",
                              not auto_hostname, before, fallback)
     if fallback is None and verdict.expired:
-        return ServiceReport(name, verdict.code, verdict.reason, "install a self-signed certificate", "failed", False,
+        return _service_report(name, verdict, "install a self-signed certificate", "failed", False,
                              before, before, why)
-    return ServiceReport(name, verdict.code, verdict.reason, f"none ({why})", "none", not auto_hostname, before, before)
+    return _service_report(name, verdict, f"none ({why})", "none", not auto_hostname, before, before)
 
 
-def _fallback(ctx: Context, status: ServiceStatus, verdict: Verdict, dry_run: bool, say) -> str | None:
+def _fallback(ctx: Context, status: ServiceStatus, verdict: Assessment, dry_run: bool, say) -> str | None:
     """An expired (or unreadable) certificate gets a self-signed one now; returns its fingerprint."""
     if not verdict.expired or dry_run:
         return None
@@ -233,7 +281,7 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatus], verdicts: dict[str, Verdict],
+def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatus], verdicts: dict[str, Assessment],
             order: OrderOutcome | None) -> None:
     """One mail per certificate and threshold (listing every service that carries it), and per failed order."""
     now = ctx.now()
@@ -269,7 +317,7 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
                      f"Domains: {', '.join(info.domains)}", f"Issuer: {info.issuer_label}"]
             for status in group:
                 name = status.service.name
-                lines.append(f"{name} ({status.service.description}): {verdicts[name].reason} "
+                lines.append(f"{name} ({status.service.description}): {verdicts[name].summary} "
                              f"What svcssl did: {actions[name].action}.")
             events.append((key, subject, lines))
     if order is not None and order.bundle is None and not order.skipped:

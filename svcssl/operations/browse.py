@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
-from ..discovery.accounts import (STORAGE_DIRS, account_exists, read_storage_file, scan_accounts, storage_path,
+from ..discovery.accounts import (STORAGE_DIRS, read_storage_file, scan_accounts, storage_path,
                                   valid_account_name)
 from ..discovery.apache import read_apache_config, inputs_unchanged
 from ..discovery.index import (AccountRow, Candidate, CertificateIndex, IndexedCertificate, IndexedFile,
@@ -507,7 +507,3 @@ def vhost_for_certificate(ctx: Context, fingerprint: str) -> VhostRow | None:
     idx = index(ctx)
     files = {c.file.path for c in idx.certificates_by_fingerprint(fingerprint) if c.file.store == "apache"}
     return next((v for v in idx.vhosts() if v.cert_files and v.cert_files[0] in files), None)
-
-
-def account_exists_on_disk(ctx: Context, account: str) -> bool:
-    return account_exists(ctx.settings.accounts.home_root, account)

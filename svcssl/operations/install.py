@@ -16,8 +16,11 @@ from ..settings import ServiceSettings
 from ..store import AuditEntry
 from ..x509 import Bundle, assemble_bundle
 from ..x509.parse import read_certificate_input, read_certificates, read_private_key
-from ..x509.validate import covers_hostname, require_current, weak_reasons
+from ..x509.validate import require_current, weak_reasons
+from ..x509.inspect import CertificateInfo
+from .assessment import ATTENTION, OK, RENEW_SOON, Assessment, Thresholds, assess
 from .context import Context
+from .inventory import known_facts, touch_files_present
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class PreparedBundle:
     bundle: Bundle
     warnings: tuple[str, ...]
     from_pkcs12: bool
+    assessment: Assessment | None = None  # what every surface will say about it once installed
 
 
 @dataclass(frozen=True)
@@ -83,16 +87,35 @@ def prepare_bundle(
     if weak:
         raise InputError(f"The certificate cannot be installed: {'; '.join(weak)}. "
                          "TLS libraries on current systems refuse it.", field="crt")
-    warnings = []
-    if info.is_self_signed:
-        warnings.append("The certificate is self-signed: clients will not trust it.")
-    hostname = ctx.settings.server.hostname
-    if not covers_hostname(info, hostname):
-        warnings.append(f"The certificate does not cover the hostname {hostname} "
-                        f"(it covers {', '.join(info.domains) or 'no names'}).")
-    if not info.has_san:
-        warnings.append("The certificate has no subjectAltName extension: current clients ignore the common name.")
-    return PreparedBundle(bundle=bundle, warnings=tuple(warnings), from_pkcs12=parsed.from_pkcs12)
+    assessment = assess_candidate(ctx, bundle)
+    return PreparedBundle(bundle=bundle, warnings=install_warnings(assessment), from_pkcs12=parsed.from_pkcs12,
+                          assessment=assessment)
+
+
+def assess_candidate(ctx: Context, bundle: Bundle) -> Assessment:
+    """The assessment the certificate will get once installed: the same function, facts and touch files as the table."""
+    return assess_info(ctx, bundle.info)
+
+
+def assess_info(ctx: Context, info: CertificateInfo) -> Assessment:
+    """The assessment of a certificate that is not installed yet (the install form, Autofill, the API)."""
+    known = known_facts(ctx)
+    facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
+    return assess(info, known.server, facts, ctx.now(), thresholds=Thresholds.from_settings(ctx.settings),
+                  touch_files=touch_files_present(ctx))
+
+
+def install_warnings(assessment: Assessment) -> tuple[str, ...]:
+    """The install form's warnings: what the maintenance run would do with this certificate, and why."""
+    if assessment.verdict == OK:
+        return ()
+    if assessment.verdict == RENEW_SOON and not assessment.due:
+        return tuple(r.message for r in assessment.reasons)
+    warnings = [f"The maintenance run would replace this certificate because {r.message[0].lower()}{r.message[1:]}"
+                for r in assessment.reasons if r.code != "left-alone"]
+    if assessment.verdict == ATTENTION:
+        warnings += [r.message for r in assessment.reasons if r.code == "left-alone"]
+    return tuple(warnings)
 
 
 def referenced_key(ctx: Context, fingerprint: str):

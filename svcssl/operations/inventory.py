@@ -18,12 +18,12 @@ from ..deploy.layout import installed_certificate_path, installed_key_path
 from ..x509 import Bundle, assemble_bundle
 from ..x509.inspect import CertificateInfo, describe
 from ..x509.parse import read_certificate_input, read_private_key
-from ..x509.validate import covers_hostname, weak_reasons
+from .assessment import (TOUCH_FILES, Assessment, CertificateFacts, ServerFacts, Thresholds, assess,
+                         assess_unreadable, expiry_level)
 from .context import Context
 
-EXPIRING_DAYS = 25
-CRITICAL_DAYS = 3
 INSTALLED_FILE_LIMIT = 1024 * 1024
+DRIFT_FLAG = "files changed outside svcssl"
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,21 @@ class ServiceStatus:
     installed: InstalledCertificate | None
     problem: str | None  # why nothing could be read from disk
     active: HistoryEntry | None  # what the store calls active
-    flags: tuple[str, ...]
+    assessment: Assessment  # the one verdict every surface shows
+    expiry: str  # the expiry cell's colour: expired | critical | expiring | ok
 
     @property
     def info(self) -> CertificateInfo | None:
         return self.installed.info if self.installed else None
+
+    @property
+    def drift(self) -> bool:
+        """The files hold another certificate than the one svcssl last installed (changed behind its back)."""
+        return self.active is not None and self.fingerprint is not None and self.active.fingerprint != self.fingerprint
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self.assessment.flags + ((DRIFT_FLAG,) if self.drift else ())
 
     @property
     def fingerprint(self) -> str | None:
@@ -120,50 +130,82 @@ def read_installed_bundle(service: ServiceSettings) -> Bundle:
     return assemble_bundle((installed.leaf,), (key,), installed.chain)
 
 
-def expiry_class(info: CertificateInfo, now: datetime) -> str:
-    """expired / critical (under 3 days) / expiring (under 25 days) / ok — the table's colours."""
-    seconds = (info.not_after - now).total_seconds()
-    if seconds <= 0:
-        return "expired"
-    if seconds < CRITICAL_DAYS * 86400:
-        return "critical"
-    if seconds < EXPIRING_DAYS * 86400:
-        return "expiring"
-    return "ok"
+@dataclass(frozen=True)
+class KnownFacts:
+    """What the last maintenance run learnt from the network (DNS, revocation, ARI), for the surfaces
+    that must not wait on the network (the table, the banner, Details, install, list, the API)."""
+
+    server: ServerFacts
+    certificates: tuple[tuple[str, CertificateFacts], ...] = ()  # by fingerprint
+    checked_at: datetime | None = None
+
+    def for_certificate(self, fingerprint: str, from_own_ca: bool) -> CertificateFacts:
+        for fp, facts in self.certificates:
+            if fp == fingerprint:
+                return CertificateFacts(from_own_ca, facts.revocation, facts.revocation_detail, facts.renewal_window)
+        return CertificateFacts(from_own_ca=from_own_ca)
 
 
-def certificate_flags(info: CertificateInfo, hostname: str, now: datetime) -> tuple[str, ...]:
-    flags = []
-    expiry = expiry_class(info, now)
-    if expiry != "ok":
-        flags.append(expiry)
-    if info.not_before > now:
-        flags.append("not yet valid")
-    if info.is_self_signed:
-        flags.append("self-signed")
-    flags.extend(weak_reasons(info))
-    if not info.has_san:
-        flags.append("no subjectAltName")
-    if not covers_hostname(info, hostname):
-        flags.append(f"does not cover the hostname {hostname}")
-    return tuple(flags)
+def _window(value) -> tuple[datetime, datetime] | None:
+    try:
+        return (datetime.fromisoformat(value[0]), datetime.fromisoformat(value[1])) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
-def service_status(ctx: Context, service: ServiceSettings) -> ServiceStatus:
+def known_facts(ctx: Context) -> KnownFacts:
+    """The facts recorded by the latest maintenance run (dry or not), for this hostname."""
+    hostname = ctx.settings.server.hostname
+    runs = ctx.store.runs(1)
+    if not runs:
+        return KnownFacts(ServerFacts(hostname))
+    report = runs[0].report
+    recorded = report.get("hostname") or {}
+    server = ServerFacts(hostname, recorded.get("server_problem") if recorded.get("name") == hostname else None)
+    certificates = []
+    for fp, facts in (report.get("certificates") or {}).items():
+        certificates.append((fp, CertificateFacts(bool(facts.get("from_own_ca")), facts.get("revocation", "unknown"),
+                                                  facts.get("revocation_detail", ""),
+                                                  _window(facts.get("renewal_window")))))
+    return KnownFacts(server, tuple(certificates), runs[0].started_at)
+
+
+def touch_files_present(ctx: Context) -> frozenset[str]:
+    root = ctx.settings.server.state_dir
+    return frozenset(name for name in TOUCH_FILES if (root / name).exists())
+
+
+def assess_status(ctx: Context, installed: InstalledCertificate | None, problem: str | None, server: ServerFacts,
+                  facts: CertificateFacts | None, touch: frozenset[str], now: datetime) -> Assessment:
+    """The one assessment of a service's certificate (the run passes fresh facts, the other surfaces known ones)."""
+    if installed is None:
+        return assess_unreadable(problem or "the certificate file cannot be read", touch)
+    return assess(installed.info, server, facts or CertificateFacts(), now,
+                  thresholds=Thresholds.from_settings(ctx.settings), touch_files=touch)
+
+
+def service_status(ctx: Context, service: ServiceSettings, *, known: KnownFacts | None = None,
+                   touch: frozenset[str] | None = None) -> ServiceStatus:
     active = ctx.store.active(service.name)
+    known = known if known is not None else known_facts(ctx)
+    touch = touch if touch is not None else touch_files_present(ctx)
+    now = ctx.now()
     try:
         installed = read_installed(service)
     except (InputError, SvcsslError) as exc:
-        return ServiceStatus(service, None, exc.message, active, ("no usable certificate",))
-    flags = list(certificate_flags(installed.info, ctx.settings.server.hostname, ctx.now()))
-    if active is not None and active.fingerprint != installed.info.fingerprint:
-        flags.append("files changed outside svcssl")
-    return ServiceStatus(service, installed, None, active, tuple(flags))
+        assessment = assess_status(ctx, None, exc.message, known.server, None, touch, now)
+        return ServiceStatus(service, None, exc.message, active, assessment, "expired")
+    info = installed.info
+    facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
+    assessment = assess_status(ctx, installed, None, known.server, facts, touch, now)
+    expiry = expiry_level(info, assessment, now, Thresholds.from_settings(ctx.settings))
+    return ServiceStatus(service, installed, None, active, assessment, expiry)
 
 
 def list_services(ctx: Context, *, include_disabled: bool = False) -> list[ServiceStatus]:
+    known, touch = known_facts(ctx), touch_files_present(ctx)
     return [
-        service_status(ctx, service)
+        service_status(ctx, service, known=known, touch=touch)
         for service in ctx.settings.services.values()
         if service.enabled or include_disabled
     ]

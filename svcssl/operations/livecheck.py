@@ -10,34 +10,56 @@ from ..settings import ServiceSettings
 from .context import Context
 from .inventory import ServiceStatus, service_status
 
-MATCH, DIFFERS, UNREACHABLE, NOT_PROBED = "match", "differs", "unreachable", "not probed"
+MATCH, DIFFERS, UNREACHABLE, NOT_PROBED, DRIFT = "match", "differs", "unreachable", "not probed", "drift"
 
 
 @dataclass(frozen=True)
 class LiveCheck:
+    """Three fingerprints: what svcssl installed last (the store's active), what the files hold, what the port serves."""
+
     service: str
     probe: str | None
-    installed_fingerprint: str | None
+    installed_fingerprint: str | None  # in the service's files
     served_fingerprint: str | None
-    state: str  # match | differs | unreachable | not probed
+    state: str  # match | differs | unreachable | not probed | drift (files changed behind svcssl's back)
     detail: str
+    active_fingerprint: str | None = None  # what svcssl installed last
 
     @property
     def ok(self) -> bool:
         return self.state in (MATCH, NOT_PROBED)
 
 
-def check_service(ctx: Context, service: ServiceSettings, installed: str | None, timeout: float) -> LiveCheck:
+def _drift(service: str, probe: str | None, installed: str | None, served: str | None, active: str | None,
+           probe_detail: str) -> LiveCheck:
+    detail = (f"the files hold {installed[:16]}…, not the certificate svcssl installed last ({active[:16]}…): "
+              f"they were changed outside svcssl; {probe_detail}")
+    return LiveCheck(service, probe, installed, served, DRIFT, detail, active)
+
+
+def check_service(ctx: Context, service: ServiceSettings, installed: str | None, timeout: float,
+                  active: str | None = None) -> LiveCheck:
+    drifted = active is not None and installed is not None and active != installed
     if service.probe is None:
-        return LiveCheck(service.name, None, installed, None, NOT_PROBED, "no probe configured")
+        if drifted:
+            return _drift(service.name, None, installed, None, active, "no probe configured")
+        return LiveCheck(service.name, None, installed, None, NOT_PROBED, "no probe configured", active)
     try:
         served = fetch_served_certificate(service.probe, timeout, ctx.settings.server.hostname).fingerprint
     except ProbeError as exc:
-        return LiveCheck(service.name, str(service.probe), installed, None, UNREACHABLE, exc.message)
+        if drifted:
+            return _drift(service.name, str(service.probe), installed, None, active, f"the port: {exc.message}")
+        return LiveCheck(service.name, str(service.probe), installed, None, UNREACHABLE, exc.message, active)
+    if drifted:
+        what = "the port serves the files' certificate" if served == installed else (
+            "the port serves svcssl's certificate (the daemon has not reloaded)" if served == active
+            else "the port serves a third certificate")
+        return _drift(service.name, str(service.probe), installed, served, active, what)
     if served == installed:
-        return LiveCheck(service.name, str(service.probe), installed, served, MATCH, "serves the installed certificate")
+        return LiveCheck(service.name, str(service.probe), installed, served, MATCH, "serves the installed certificate",
+                         active)
     return LiveCheck(service.name, str(service.probe), installed, served, DIFFERS,
-                     "served certificate differs from installed")
+                     "served certificate differs from installed", active)
 
 
 def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float | None = None) -> list[LiveCheck]:
@@ -46,7 +68,8 @@ def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float |
         return []
     timeout = timeout if timeout is not None else min(5.0, ctx.settings.deploy.probe_timeout)
     with ThreadPoolExecutor(max_workers=min(8, len(statuses))) as pool:
-        return list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout), statuses))
+        return list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
+                                                      st.active.fingerprint if st.active else None), statuses))
 
 
 def check_services(ctx: Context, names: list[str] | tuple[str, ...] = (), timeout: float | None = None) -> list[LiveCheck]:

@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from werkzeug.security import check_password_hash, generate_password_hash
+
 from ..errors import InputError, StoreError, SvcsslError, excerpt
 from ..store import AuditEntry, UserRecord
 from .context import Context
@@ -18,8 +20,8 @@ ROLES = ("root", "reseller")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
-# scrypt at n=2**15: ~50–100 ms per check here, 32 MiB of memory
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# werkzeug's scrypt at n=2**15, r=8, p=1: ~0.1–0.2 s per check here, 32 MiB of memory
+PASSWORD_METHOD = "scrypt:32768:8:1"
 THROTTLE_FAILURES = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LOCK = timedelta(minutes=15)
@@ -54,23 +56,28 @@ def _panel_user(record: UserRecord) -> PanelUser:
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024)
-    enc = base64.b64encode
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${enc(salt).decode()}${enc(digest).decode()}"
+    return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
-def verify_password(password: str, stored: str) -> bool:
+def _verify_release_0_1(password: str, stored: str) -> bool:
+    """The hashes release 0.1 wrote: ``scrypt$N$r$p$<base64 salt>$<base64 digest>``; rehashed at the next login."""
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        _scheme, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
         actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
                                 maxmem=64 * 1024 * 1024, dklen=len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def verify_password(password: str, stored: str) -> bool:
+    if stored.startswith("scrypt$"):
+        return _verify_release_0_1(password, stored)
+    try:
+        return check_password_hash(stored, password)
+    except (ValueError, TypeError):
+        return False
 
 
 # A hash to verify against when the user does not exist, so both cases cost the same time.
@@ -184,6 +191,8 @@ def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUs
     else:
         ok = verify_password(password, record.password_hash)
     if ok:
+        if record.password_hash.startswith("scrypt$"):  # release 0.1's format: store werkzeug's instead
+            ctx.store.set_password_hash(record.name, hash_password(password), record.password_changed_at)
         ctx.store.clear_login_attempts(key)
         ctx.store.uncount_login_attempt(address_key, THROTTLE_ADDRESS_FAILURES)  # only failures count per address
         return _panel_user(record)

@@ -23,7 +23,7 @@ from ..operations.autofill import (CertificateChoice, account_certificate_by_id,
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
 from ..operations.context import Context
 from ..operations.install import install_certificate
-from ..operations.inventory import read_installed_bundle, service_details
+from ..operations.inventory import list_services, read_installed_bundle, service_details
 from ..operations.reset import reset_certificate
 from ..operations.tokens import authenticate_token, create_login_session, use_login_session
 from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
@@ -37,7 +37,6 @@ bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 
 CPSESS = re.compile(r"^cpsess\d{1,20}$")
-PEM_FIELDS = ("crt", "key", "cabundle", "crtdata")
 
 
 class ApiFailure(Exception):
@@ -178,12 +177,14 @@ def _service_payload(ctx: Context, name: str) -> dict:
         "service_description": status.service.description,
         "certificate": certificate_pem(installed.leaf).decode() if installed else "",
         "certificate_info": certificate_info(status.info),
+        "assessment": status.assessment.to_dict(),  # svcssl's extra: the same verdict as the table and the CLI
     }
 
 
 def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
     _require_privilege(caller)
     services = []
+    statuses = {status.service.name: status for status in list_services(ctx)}
     for service in ctx.settings.enabled_services():
         try:
             bundle = read_installed_bundle(service)
@@ -196,7 +197,7 @@ def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller
             cabundle = chain_pem(details.installed.chain).decode() if details.installed else ""
             key, info = "", certificate_info(details.info)
         services.append({"service": service.name, "certificate": certificate, "key": key, "cabundle": cabundle,
-                         "certificate_info": info})
+                         "certificate_info": info, "assessment": statuses[service.name].assessment.to_dict()})
     ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api fetch_service_ssl_components", None, None, None,
                                    "ok", "private keys of every service returned"))
     return ApiResult({"services": services})

@@ -40,7 +40,11 @@ def _actor() -> str:
 @root_required
 def index():
     ctx = context()
-    return render_template("maintenance/index.html", runs=ctx.store.runs(10), touch=touch_file_state(ctx),
+    runs = ctx.store.runs(10)
+    last = next((run for run in runs if not run.dry_run), None)
+    mail_failures = [n for n in (last.report.get("notifications") or []) if str(n.get("result", "")).startswith("failed")
+                     ] if last else []
+    return render_template("maintenance/index.html", runs=runs, touch=touch_file_state(ctx), mail_failures=mail_failures,
                            meaning=TOUCH_FILE_MEANING, progress=progress(), schedule=ctx.settings.maintenance.schedule,
                            form=ConfirmForm(), state_dir=ctx.settings.server.state_dir)
 

@@ -11,8 +11,9 @@ from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
-from ..operations.install import install_certificate
-from ..operations.inventory import expiry_class, service_details
+from ..operations.install import assess_info, install_certificate, install_warnings
+from ..operations.assessment import Thresholds
+from ..operations.inventory import service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
@@ -57,7 +58,7 @@ def index():
         info = status.info
         check = live.get(status.service.name)
         flags = list(status.flags)
-        if check is not None and check.state == "differs":
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
@@ -65,13 +66,14 @@ def index():
             "status": status,
             "info": info,
             "days": info.days_left(now) if info else None,
-            "expiry": expiry_class(info, now) if info else "expired",
+            "expiry": status.expiry,
             "flags": flags,
             "live": check,
             "timeline": timeline_for(info, now, axis_start, axis_end) if info else None,
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
-                           form=ConfirmForm(), hostname_problem=_hostname_problem(ctx))
+                           form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings),
+                           hostname_problem=_hostname_problem(ctx))
 
 
 def _hostname_problem(ctx):
@@ -148,6 +150,10 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
         extra["apply_from"] = None
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
+    if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
+        assessment = assess_info(context(), extra["choice"].info)
+        extra.setdefault("choice_assessment", assessment)
+        extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
     if extra.get("chosen") and (len(extra["chosen"]) > 512 or "\n" in extra["chosen"]):
         extra["chosen"] = None
@@ -339,7 +345,7 @@ def details(service: str):
     targets = {t.id for t in ctx.store.rollback_targets(status.service.name)}
     actors = {h.id: actor_seen_by(h.actor, current_user()) for h in data.history}
     return render_template("service_ssl/details.html", details=data, status=status, info=status.info, actors=actors,
-                           expiry=expiry_class(status.info, ctx.now()) if status.info else "expired",
+                           expiry=status.expiry,
                            live=live, rollback_ids=targets, form=ConfirmForm(), now=ctx.now(),
                            chain_pem=chain_pem(status.installed.chain).decode() if status.installed else "",
                            cert_pem=certificate_pem(status.installed.leaf).decode() if status.installed else "")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
-from ..errors import CertificateParseError, KeyParseError, PasswordError
+from ..errors import CertificateParseError, InputError, KeyParseError, PasswordError
+from .inspect import CertificateInfo, describe, key_label, spki_sha256
 from .pbe import check_iteration_counts
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -98,22 +101,39 @@ def _body_der(block: PemBlock, what: str, field: str) -> bytes:
         raise CertificateParseError(f"The {what} contains a PEM block that is not valid base64.", field=field) from None
 
 
+def _malformed(exc: Exception) -> str:
+    """What is wrong with a certificate, from whatever cryptography raised while reading it."""
+    if isinstance(exc, x509.InvalidVersion):
+        return f"it declares X.509 version number {exc.parsed_version}, which does not exist (v3 is 2)"
+    if isinstance(exc, x509.DuplicateExtension):
+        name = getattr(exc.oid, "_name", None) or exc.oid.dotted_string
+        return f"it holds the {name} extension more than once"
+    if isinstance(exc, x509.UnsupportedGeneralNameType):
+        return "its subjectAltName holds an x400Address or ediPartyName name, which svcssl cannot read"
+    where = re.search(r'location: \["([a-z_]+)"', str(exc))
+    if where:
+        return f"its {where.group(1).replace('_', ' ')} extension cannot be decoded"
+    return _reason(exc)
+
+
 def check_certificate(cert: x509.Certificate, what: str = "certificate", field: str = "crt") -> x509.Certificate:
-    """Touch every lazily parsed part so that malformed certificates fail here, cleanly."""
+    """Touch every lazily parsed part (and everything ``describe`` reads) so that a malformed certificate
+    fails here, as a CertificateParseError, and never later with another exception."""
     try:
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
-        for extension in cert.extensions:
-            extension.value  # noqa: B018 - parsing happens on access
-        cert.public_key()
-        cert.not_valid_before_utc
-        cert.not_valid_after_utc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # e.g. a negative serial number
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            for extension in cert.extensions:
+                extension.value  # noqa: B018 - parsing happens on access
+            cert.public_key()
+            cert.not_valid_before_utc
+            cert.not_valid_after_utc
+            describe(cert)
     except UnsupportedAlgorithm:
         raise CertificateParseError(f"The {what} uses a public-key algorithm that is not supported.", field=field) from None
-    except (ValueError, TypeError) as exc:
-        where = re.search(r'location: \["([a-z_]+)"', str(exc))
-        detail = f"its {where.group(1).replace('_', ' ')} extension cannot be decoded" if where else _reason(exc)
-        raise CertificateParseError(f"The {what} is malformed: {detail}.", field=field) from None
+    except Exception as exc:  # noqa: BLE001 - whatever cryptography raises, the user gets one clear message
+        raise CertificateParseError(f"The {what} is malformed: {_malformed(exc)}.", field=field) from None
     return cert
 
 
@@ -124,9 +144,13 @@ def _reason(exc: Exception) -> str:
 
 def _load_der_certificate(der: bytes, what: str, field: str) -> x509.Certificate:
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise CertificateParseError(f"The {what} is not a valid X.509 certificate ({_reason(exc)}).", field=field) from None
+    except Exception as exc:  # noqa: BLE001 - InvalidVersion and friends are not ValueErrors
+        raise CertificateParseError(f"The {what} is malformed: {_malformed(exc)}.", field=field) from None
     return check_certificate(cert, what, field)
 
 
@@ -193,7 +217,9 @@ def read_certificate_input(
         return read_pkcs12(data, password, field=field)
     if data[:1] == b"\x30":
         try:
-            cert = x509.load_der_x509_certificate(data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                cert = x509.load_der_x509_certificate(data)
         except ValueError:
             description = _describe_der(data)
             if description:
@@ -201,6 +227,8 @@ def read_certificate_input(
             raise CertificateParseError(
                 f"The {what} is neither PEM, DER nor PKCS#12: it could not be read.", field=field
             ) from None
+        except Exception as exc:  # noqa: BLE001 - InvalidVersion and friends are not ValueErrors
+            raise CertificateParseError(f"The {what} is malformed: {_malformed(exc)}.", field=field) from None
         return CertificateInput((check_certificate(cert, what, field),), ())
     raise CertificateParseError(
         f"The {what} is not a certificate: expected PEM text starting with '-----BEGIN CERTIFICATE-----', "
@@ -217,6 +245,28 @@ def read_certificates(data: bytes, *, what: str = "CA bundle", field: str = "cab
     return result.certificates
 
 
+def read_downloaded_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
+    """Certificates a CA publishes at a caIssuers URL: DER, PEM or PKCS#7 (DER or PEM). Malformed ones are
+    left out (they are checked as every other certificate is); nothing usable gives ()."""
+    loaders = (x509.load_der_x509_certificate, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates,
+               pkcs7.load_pem_pkcs7_certificates)
+    for loader in loaders:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                result = loader(data)
+        except Exception:  # noqa: BLE001 - try the next format
+            continue
+        certificates = []
+        for cert in (result if isinstance(result, list) else [result]):
+            try:
+                certificates.append(check_certificate(cert, "downloaded issuer certificate"))
+            except InputError:
+                continue
+        return tuple(certificates)
+    return ()
+
+
 def read_pkcs12(data: bytes, password: bytes | None, *, field: str = "crt") -> CertificateInput:
     check_iteration_counts(data, "PKCS#12 file", field)  # before OpenSSL derives any key from the password
     attempts = [password] if password else [None, b""]
@@ -228,6 +278,8 @@ def read_pkcs12(data: bytes, password: bytes | None, *, field: str = "crt") -> C
             continue
         except UnsupportedAlgorithm as exc:
             raise CertificateParseError(f"The PKCS#12 file uses an unsupported algorithm: {_reason(exc)}.", field=field) from None
+        except Exception as exc:  # noqa: BLE001 - a malformed certificate inside (InvalidVersion …)
+            raise CertificateParseError(f"The PKCS#12 file is malformed: {_malformed(exc)}.", field=field) from None
     else:
         if password:
             raise PasswordError("The PKCS#12 password is wrong (or the file is damaged).", field="password")
@@ -283,6 +335,69 @@ def read_private_key(data: bytes, password: bytes | None = None, *, validate: bo
         raise KeyParseError(f"The private key could not be read ({_reason(exc)}).") from None
     except UnsupportedAlgorithm as exc:
         raise KeyParseError(f"The private key uses an unsupported algorithm ({_reason(exc)}).") from None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the parser raises, the user gets one clear message
+        raise KeyParseError(f"The private key could not be read ({_reason(exc)}).") from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise KeyParseError("The private key is neither RSA nor ECDSA, which the services here need.")
     return key
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """Every usable certificate and key of a file found on the server (account storage, Apache's files …)."""
+
+    certificates: tuple[tuple[CertificateInfo, bytes, bytes], ...]  # (info, subject DER, issuer DER)
+    keys: tuple[tuple[str, str], ...]  # (SPKI SHA-256, key label)
+    problem: str | None
+
+
+def parse_file(data: bytes) -> ParsedFile:
+    """Every certificate and private key in a file (PEM with any number of blocks, or one DER certificate).
+
+    Never raises: a damaged block is reported in ``problem`` and the usable blocks of the same file are
+    still returned. Keys are read without the slow RSA consistency check (only their public half is
+    needed); the install path validates a key fully before it is deployed.
+    """
+    certificates: list[tuple[CertificateInfo, bytes, bytes]] = []
+    keys: list[tuple[str, str]] = []
+    problems: list[str] = []
+    if not data.strip():
+        return ParsedFile((), (), "empty file")
+    if looks_like_pem(data):
+        try:
+            blocks = split_pem(data, "file", "crt")
+        except InputError as exc:
+            return ParsedFile((), (), exc.message)
+        for number, block in enumerate(blocks, 1):
+            if block.label in CERTIFICATE_LABELS:
+                try:
+                    cert = _load_der_certificate(_body_der(block, "certificate", "crt"), "certificate", "crt")
+                    certificates.append((describe(cert), cert.subject.public_bytes(), cert.issuer.public_bytes()))
+                except InputError as exc:
+                    problems.append(f"PEM block {number}: {exc.message}")
+            elif block.label in KEY_LABELS:
+                try:
+                    key = read_private_key(block.pem, validate=False)
+                except InputError as exc:
+                    if exc.field == "password":
+                        problems.append(f"PEM block {number}: an encrypted private key (svcssl cannot use it "
+                                        "without its passphrase)")
+                    else:
+                        problems.append(f"PEM block {number}: {exc.message}")
+                    continue
+                public = key.public_key()
+                keys.append((spki_sha256(public), key_label(public)))
+            else:
+                problems.append(f"PEM block {number}: '{block.label.decode('ascii', 'replace')}' is neither a "
+                                "certificate nor a private key")
+        if not blocks:
+            problems.append("no complete PEM block")
+    else:
+        try:
+            cert = _load_der_certificate(data, "certificate", "crt")
+            certificates.append((describe(cert), cert.subject.public_bytes(), cert.issuer.public_bytes()))
+        except InputError as exc:
+            problems.append("neither PEM nor a DER certificate" if "not a valid X.509" in exc.message else exc.message)
+    return ParsedFile(tuple(certificates), tuple(keys), "; ".join(problems) or None)

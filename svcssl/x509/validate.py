@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 from ..errors import CertificateValidityError, ChainError, KeyMismatchError
 from .inspect import CertificateInfo, is_self_signed, spki_der
+from .signature import UNSUPPORTED, certificate_signature, signed_by
 
 _SHA256 = SHA256()
 
@@ -24,14 +25,33 @@ def require_key_match(cert: x509.Certificate, key) -> None:
 
 
 def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """True when the parent's subject is the child's issuer and the parent's key verifies the child's signature."""
+    """True when the parent's subject is the child's issuer and the parent's key verifies the child's signature
+    (whatever the algorithm: a SHA-1 signature is weak, which ``weak_reasons`` says, not absent)."""
     if child.issuer != parent.subject:
         return False
     try:
-        child.verify_directly_issued_by(parent)
-    except Exception:  # noqa: BLE001 - wrong signature, wrong key type: not its issuer
+        public_key = parent.public_key()
+    except Exception:  # noqa: BLE001 - an unreadable key verifies nothing
         return False
-    return True
+    return signed_by(child, public_key)
+
+
+def _unchained_reason(cert: x509.Certificate, candidates: list[x509.Certificate]) -> str | None:
+    """Why a certificate whose issuer *is* named in the bundle still does not chain, or None."""
+    named = [c for c in candidates if c.subject == cert.issuer]
+    if not named:
+        return None
+    algorithm = getattr(cert.signature_algorithm_oid, "_name", None) or cert.signature_algorithm_oid.dotted_string
+    for parent in named:
+        try:
+            state = certificate_signature(cert, parent.public_key())
+        except Exception:  # noqa: BLE001
+            state = UNSUPPORTED
+        if state == UNSUPPORTED:
+            return (f"the certificate {_subject_label(cert)} is signed with a weak or unsupported algorithm "
+                    f"({algorithm}) that cannot be checked against its issuer {_subject_label(parent)}")
+    return (f"the bundle holds a certificate named like the issuer ({_subject_label(named[0])}), but its key did "
+            f"not sign {_subject_label(cert)}: it is not signed by this issuer")
 
 
 def _subject_label(cert: x509.Certificate) -> str:
@@ -62,6 +82,9 @@ def order_chain(leaf: x509.Certificate, candidates: tuple[x509.Certificate, ...]
         current = parent
     if remaining:
         names = "; ".join(_subject_label(c) for c in remaining)
+        why = _unchained_reason(current, remaining)
+        if why:
+            raise ChainError(f"The CA bundle does not chain to the certificate: {why}.")
         if not ordered:
             raise ChainError(
                 f"The CA bundle does not chain to the certificate: the certificate's issuer "

@@ -1,0 +1,254 @@
+"""One truth about a service certificate: the assessment every surface shows. Pure — ``now`` is a parameter.
+
+The table (flags and colours), the Home banner, Details, the install form's warnings, ``svcssl list``,
+``svcssl check``, the API and the maintenance run all show the ``Assessment`` this module returns;
+none of them judges a certificate by itself. Facts that need the network (the hostname in DNS,
+revocation, ACME Renewal Information) are gathered elsewhere and passed in.
+
+Verdicts:
+- ``ok``          — nothing to do;
+- ``renew-soon``  — it expires soon (the days are in the reason); ``due`` says whether the maintenance
+                    run renews it now, or only tells the administrator (certificates from other CAs);
+- ``replace``     — it must be replaced, for the reasons given;
+- ``attention``   — it needs renewing or replacing, but a touch file tells svcssl to leave it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..x509.inspect import CertificateInfo
+from ..x509.validate import covers_hostname, weak_reasons
+
+OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
+NO_HOSTNAME_CERTIFICATE = "disable_auto_hostname_certificate"
+NO_MANAGEMENT = "disable_service_certificate_management"
+TOUCH_FILES = (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT)
+SHORT_LIVED = timedelta(days=50)
+
+# The short word each reason code shows as a flag in the table (the message says the rest).
+FLAG_LABELS = {
+    "unreadable": "no usable certificate",
+    "expired": "expired",
+    "revoked": "revoked",
+    "weak-signature": "weak signature",
+    "weak-key": "weak key",
+    "not-yet-valid": "not yet valid",
+    "self-signed": "self-signed",
+    "no-san": "no subjectAltName",
+    "no-server-auth": "no serverAuth",
+    "not-for-this-server": "not valid for this server",
+    "expiring": "expiring",
+    "expires-soon": "expires soon",
+    "left-alone": "left alone (touch file)",
+}
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What is true of this server's hostname (from DNS), for every certificate alike."""
+
+    hostname: str
+    problem: str | None = None  # e.g. "mail.example.com does not resolve in DNS"; None when fine or unknown
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    from_own_ca: bool = False  # ordered by our own maintenance run over ACME
+    revocation: str = "unknown"  # good | revoked | unknown
+    revocation_detail: str = ""
+    renewal_window: tuple[datetime, datetime] | None = None  # ACME Renewal Information (RFC 9773)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the assessment uses, from settings ([maintenance] and [notify])."""
+
+    own_ca_renew_days: int = 25  # the run renews certificates from our ACME CA under this many days
+    other_renew_days: int = 3  # … and certificates from other CAs under this many
+    notify_days: int = 20  # under this many days the administrator is told (mail, banner)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Thresholds":
+        return cls(settings.maintenance.own_ca_renew_days, settings.maintenance.other_renew_days,
+                   settings.notify.expiry_days)
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # stable, documented in the README
+    message: str  # a sentence for a person: capital letter, full stop
+
+    @property
+    def label(self) -> str:
+        return FLAG_LABELS.get(self.code, self.code)
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: str  # ok | renew-soon | replace | attention
+    reasons: tuple[Reason, ...]  # most important first; never empty
+    due: bool = False  # the maintenance run acts on it now (when no touch file forbids it)
+    expired: bool = False  # expired or unreadable: the run installs a self-signed certificate if nothing better
+    days_left: int | None = None
+    held_by: str | None = None  # the touch file that makes svcssl leave it alone
+
+    @property
+    def code(self) -> str:
+        return self.reasons[0].code
+
+    @property
+    def message(self) -> str:
+        return self.reasons[0].message
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == OK
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The table's flags: one short word per reason (none when ok)."""
+        return () if self.ok else tuple(dict.fromkeys(r.label for r in self.reasons))
+
+    @property
+    def summary(self) -> str:
+        """Every reason in one line, for a person (mail, the CLI, the run's report)."""
+        return " ".join(r.message for r in self.reasons)
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "reasons": [r.to_dict() for r in self.reasons]}
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def renewal_due(info: CertificateInfo, facts: CertificateFacts, now: datetime, thresholds: Thresholds) -> str | None:
+    """Why the maintenance run renews the certificate now, or None."""
+    remaining = info.not_after - now
+    days = remaining.total_seconds() / 86400
+    if facts.renewal_window is not None:
+        start, _ = facts.renewal_window
+        if now >= start:
+            return f"the CA's renewal window (ACME Renewal Information) opened on {_when(start)}"
+        return None
+    lifetime = info.not_after - info.not_before
+    if lifetime < SHORT_LIVED:
+        if remaining < lifetime / 3:
+            return (f"it is short-lived ({lifetime.days} days) and less than a third of its lifetime remains "
+                    f"({days:.1f} days)")
+        return None
+    limit = thresholds.own_ca_renew_days if facts.from_own_ca else thresholds.other_renew_days
+    if days < limit:
+        source = "from our ACME CA" if facts.from_own_ca else "from another CA"
+        return f"it expires in {days:.1f} days (under {limit} days for certificates {source})"
+    return None
+
+
+def _problems(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime) -> list[Reason]:
+    problems: list[Reason] = []
+
+    def add(code: str, text: str) -> None:
+        problems.append(Reason(code, _sentence(text)))
+
+    if info.not_after <= now:
+        add("expired", f"it expired on {_when(info.not_after)}")
+    if facts.revocation == "revoked":
+        add("revoked", f"it is revoked ({facts.revocation_detail})")
+    for weak in weak_reasons(info):
+        add("weak-signature" if weak.startswith("weak signature") else "weak-key",
+            f"it has a {weak}: current TLS clients refuse it")
+    if info.not_before > now:
+        add("not-yet-valid", f"it is not valid before {_when(info.not_before)}")
+    if info.is_self_signed:
+        add("self-signed", "it is self-signed, so clients do not trust it")
+    if not info.has_san:
+        add("no-san", "it has no subjectAltName extension: current clients ignore the common name")
+    if not info.has_server_auth:
+        add("no-server-auth", "its Extended Key Usage extension does not allow server authentication (serverAuth)")
+    if server.problem:
+        add("not-for-this-server", f"it is not valid for this server: {server.problem}")
+    elif not covers_hostname(info, server.hostname):
+        add("not-for-this-server", f"it does not cover the hostname {server.hostname} "
+                                   f"(it covers {', '.join(info.domains) or 'no names'})")
+    return problems
+
+
+def _held(touch_files: frozenset[str] | set[str] | tuple[str, ...], expired: bool) -> str | None:
+    """The touch file that keeps the run from acting on a certificate that needs work, or None."""
+    if NO_MANAGEMENT in touch_files:
+        return NO_MANAGEMENT
+    if NO_HOSTNAME_CERTIFICATE in touch_files and not expired:  # an expired one still gets a self-signed one
+        return NO_HOSTNAME_CERTIFICATE
+    return None
+
+
+def _left_alone(touch_file: str) -> Reason:
+    if touch_file == NO_MANAGEMENT:
+        what = "no automatic replacement and no expiry mail"
+    else:
+        what = "no hostname certificate is ordered or installed"
+    return Reason("left-alone", f"svcssl leaves it alone because the touch file {touch_file} is present in the "
+                                f"state directory ({what}); remove that file to let the maintenance run act.")
+
+
+def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime, *,
+           thresholds: Thresholds = Thresholds(), touch_files: frozenset[str] = frozenset()) -> Assessment:
+    """The assessment of one certificate: the same inputs give the same answer on every surface."""
+    days = info.days_left(now)
+    expired = info.not_after <= now
+    problems = _problems(info, server, facts, now)
+    if problems:
+        verdict, due = REPLACE, True
+    else:
+        due_text = renewal_due(info, facts, now, thresholds)
+        if due_text:
+            verdict, due = RENEW_SOON, True
+            problems = [Reason("expiring", _sentence(f"{due_text}: the maintenance run renews it now"))]
+        elif days < thresholds.notify_days:
+            verdict, due = RENEW_SOON, False
+            problems = [Reason("expires-soon", _sentence(
+                f"it expires in {days} days, on {info.not_after:%Y-%m-%d}: renew it with its CA (the maintenance "
+                f"run replaces certificates from other CAs only under {thresholds.other_renew_days} days left)"
+                if not facts.from_own_ca else
+                f"it expires in {days} days, on {info.not_after:%Y-%m-%d}"))]
+        else:
+            return Assessment(OK, (Reason("ok", f"It passes every check ({days} days left)."),), days_left=days)
+    held = _held(touch_files, expired) if due else None
+    if held:
+        return Assessment(ATTENTION, tuple(problems) + (_left_alone(held),), due=False, expired=expired,
+                          days_left=days, held_by=held)
+    return Assessment(verdict, tuple(problems), due=due, expired=expired, days_left=days)
+
+
+def assess_unreadable(problem: str, touch_files: frozenset[str] = frozenset()) -> Assessment:
+    """A service whose certificate cannot be read at all: replace it (a self-signed one at once if need be)."""
+    reasons: tuple[Reason, ...] = (Reason("unreadable", _sentence(f"no usable certificate: {problem}")),)
+    held = _held(touch_files, True)
+    if held:
+        return Assessment(ATTENTION, reasons + (_left_alone(held),), expired=True, held_by=held)
+    return Assessment(REPLACE, reasons, due=True, expired=True)
+
+
+def expiry_level(info: CertificateInfo, assessment: Assessment, now: datetime, thresholds: Thresholds) -> str:
+    """The table's colour for the expiry cell: expired / critical / expiring / ok, from the same thresholds."""
+    if info.not_after <= now:
+        return "expired"
+    if (info.not_after - now).total_seconds() < thresholds.other_renew_days * 86400:
+        return "critical"
+    if {"expiring", "expires-soon"} & set(assessment.codes):
+        return "expiring"
+    return "ok"

@@ -1,0 +1,293 @@
+"""`svcssl serve` under slow, idle and greedy clients, and its restart, against a real process on loopback.
+
+Other clients come from other loopback addresses (127.0.0.N: the client socket is bound before
+connect()); the legitimate one is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from panel_support import ROOT_PASSWORD, csrf_token, make_panel
+from svcssl.web.server import Limits
+from svcssl.x509.inspect import fingerprint
+from test_browser import REPO, PanelProcess, install_directly
+
+PAGE = "/scripts2/manageservicecrts"
+LIMITS = Limits()
+TLS = ssl._create_unverified_context()  # the panel's certificate is self-signed
+
+
+class Serve(PanelProcess):
+    """PanelProcess in a chosen working directory."""
+
+    def __init__(self, config: Path, log: Path, cwd: Path = REPO, preexec_fn=None):
+        super().__init__(config, log)
+        self.cwd = cwd
+        self.preexec_fn = preexec_fn
+
+    def start(self) -> "Serve":
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "svcssl.cli", "--config", str(self.config), "serve",
+                 "--listen", f"127.0.0.1:{self.port}"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.cwd,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=self.preexec_fn)
+        self.wait_until_serving(starts=1)
+        return self
+
+
+@pytest.fixture
+def panel(tmp_path):
+    return make_panel(tmp_path)
+
+
+@pytest.fixture
+def serve(panel, tmp_path):
+    started: list[Serve] = []
+
+    def start(cwd: Path = REPO, preexec_fn=None) -> Serve:
+        server = Serve(panel.config, tmp_path / f"serve-{len(started)}.log", cwd, preexec_fn).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def connect_from(address: str, port: int, payload: bytes = b"") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((address, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    if payload:
+        sock.sendall(payload)
+    return sock
+
+
+def client_hello_head() -> bytes:
+    """The first half of a real TLS ClientHello."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = TLS.wrap_bio(incoming, outgoing, server_hostname="mail.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    return hello[: len(hello) // 2]
+
+
+def load_login(port: int, source: str = "127.0.0.1", timeout: float = 10) -> tuple[int, float]:
+    """GET /login on a new connection from `source`: status and seconds."""
+    start = time.monotonic()
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=TLS, timeout=timeout, source_address=(source, 0))
+    try:
+        conn.request("GET", "/login")
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - start
+    finally:
+        conn.close()
+
+
+def closed_by_server(sock: socket.socket, within: float) -> float | None:
+    """Seconds until the server closed `sock` (EOF or reset), or None if still open after `within`."""
+    start = time.monotonic()
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return time.monotonic() - start
+    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+        return time.monotonic() - start
+    except (TimeoutError, socket.timeout):
+        return None
+
+
+def is_closed(sock: socket.socket) -> bool:
+    """Has the server closed `sock`? (without waiting)"""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_idle_and_stalled_clients_from_other_addresses_do_not_stall_a_login_page(serve):
+    server = serve()
+    hello = client_hello_head()
+    held = [connect_from(f"127.0.0.{2 + i % 5}", server.port) for i in range(20)]  # idle TCP, nothing sent
+    held += [connect_from(f"127.0.0.{7 + i % 5}", server.port, hello) for i in range(10)]  # stalled ClientHello
+    try:
+        for _ in range(5):
+            status, seconds = load_login(server.port)
+            assert status == 200
+            assert seconds < 3, f"a login page took {seconds:.1f} s while idle clients were connected"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_the_per_address_cap_closes_extra_connections_from_one_address_and_serves_another(serve):
+    server = serve()
+    greedy = "127.0.0.40"
+    held = [connect_from(greedy, server.port) for _ in range(LIMITS.per_address + 8)]
+    try:
+        deadline = time.monotonic() + 3  # well within the handshake deadline that closes the rest
+        while len(closed := [sock for sock in held if is_closed(sock)]) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(closed) == 8, f"{len(closed)} of {len(held)} connections from one address were closed"
+        # the greedy address is at its cap: a new connection from it is refused, another address is served
+        with pytest.raises(OSError):
+            load_login(server.port, source=greedy, timeout=3)
+        status, seconds = load_login(server.port, source="127.0.0.41")
+        assert status == 200 and seconds < 3
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)  # the server sees them go: the address is served again
+    assert load_login(server.port, source=greedy)[0] == 200
+
+
+def test_deadlines_close_silent_and_trickling_connections(serve):
+    server = serve()
+    silent_tcp = connect_from("127.0.0.50", server.port)  # connects, never starts TLS
+    raw = connect_from("127.0.0.51", server.port)
+    silent_tls = TLS.wrap_socket(raw)  # handshakes, then sends nothing
+    trickle_raw = connect_from("127.0.0.52", server.port)
+    trickle = TLS.wrap_socket(trickle_raw)  # a request head one byte at a time (slowloris)
+    start = time.monotonic()
+    try:
+        trickle.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        closed_at = {}
+        while time.monotonic() - start < LIMITS.head_timeout + 5 and len(closed_at) < 3:
+            try:
+                trickle.sendall(b"a")
+            except OSError:
+                closed_at.setdefault("trickle", time.monotonic() - start)
+            for name, sock in (("tcp", silent_tcp), ("tls", silent_tls), ("trickle", trickle)):
+                if name not in closed_at and closed_by_server(sock, within=0.25) is not None:
+                    closed_at[name] = time.monotonic() - start
+        assert LIMITS.handshake_timeout - 1 < closed_at.get("tcp", 99) < LIMITS.handshake_timeout + 2, closed_at
+        assert LIMITS.head_timeout - 1 < closed_at.get("tls", 99) < LIMITS.head_timeout + 3, closed_at
+        assert closed_at.get("trickle", 99) < LIMITS.head_timeout + 3, closed_at
+    finally:
+        for sock in (silent_tcp, silent_tls, trickle):
+            sock.close()
+    assert load_login(server.port)[0] == 200
+
+
+def test_a_new_panel_certificate_goes_to_new_connections_and_an_open_one_keeps_working(serve, panel):
+    server = serve()
+    old = server.served_fingerprint()
+    kept = http.client.HTTPSConnection("127.0.0.1", server.port, context=TLS, timeout=10)
+    kept.request("GET", "/login")
+    first = kept.getresponse()
+    first.read()
+    assert first.status == 200
+    leaf = install_directly(panel, ["cpanel"], 31)
+    time.sleep(0.3)  # the panel checks its certificate files at most every 0.25 s
+    assert server.served_fingerprint() == fingerprint(leaf) != old
+    kept.request("GET", "/login")  # the same keep-alive connection, on the old certificate
+    second = kept.getresponse()
+    second.read()
+    assert second.status == 200
+    assert hashlib.sha256(kept.sock.getpeercert(binary_form=True)).hexdigest() == old
+    kept.close()
+
+
+def log_in_as_root(session: requests.Session, url: str) -> str:
+    """Log in; returns a CSRF token of the session."""
+    page = session.get(url + "/login", verify=False, timeout=10)
+    response = session.post(url + "/login", data={"username": "root", "password": ROOT_PASSWORD,
+                                                  "csrf_token": csrf_token(page.text)},
+                            headers={"Referer": url + "/login"}, verify=False, timeout=10, allow_redirects=False)
+    assert response.status_code == 302, response.text
+    return csrf_token(session.get(url + PAGE, verify=False, timeout=10).text)
+
+
+def test_restart_ignores_a_svcssl_package_in_the_working_directory_and_comes_back(serve, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    server = serve(cwd=workdir)
+    pid = server.proc.pid
+    # planted after the start, as an attacker (or a checkout of another version) would
+    marker = tmp_path / "planted-code-ran"
+    (workdir / "svcssl").mkdir()
+    (workdir / "svcssl" / "__init__.py").write_text(
+        f"import pathlib, sys\npathlib.Path({str(marker)!r}).write_text('ran')\nsys.exit(3)\n")
+    (workdir / "svcssl" / "cli.py").write_text("")
+
+    session = requests.Session()
+    session.trust_env = False
+    token = log_in_as_root(session, server.url)
+    response = session.post(server.url + "/scripts2/restart_panel", data={"csrf_token": token},
+                            headers={"Referer": server.url + PAGE}, verify=False, timeout=10)
+    assert response.status_code == 200 and "Restarting the panel" in response.text
+
+    # while it restarts, clients wait in the listen backlog: never refused
+    outcomes = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            outcomes.append(load_login(server.port, timeout=20)[0])
+        except OSError as exc:
+            outcomes.append(type(exc).__name__)
+        time.sleep(0.1)
+    assert not marker.exists(), "the restart ran the svcssl package planted in the working directory"
+    server.wait_until_serving(starts=2)
+    assert server.proc.poll() is None and server.proc.pid == pid  # the same process, re-executed
+    assert outcomes and set(outcomes) == {200}, outcomes
+    assert session.get(server.url + PAGE, verify=False, timeout=10).status_code == 200  # the session survives
+
+
+def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes over a new TLS connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, TLS.wrap_socket(raw) as tls:
+        tls.sendall(data)
+        answer = b""
+        try:
+            while chunk := tls.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        return answer
+
+
+def test_malformed_oversized_and_too_large_requests_get_a_clear_status_never_a_500(serve):
+    server = serve()
+    started = time.monotonic()
+    assert exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    huge_head = b"GET /login HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    assert exchange(server.port, huge_head).startswith(b"HTTP/1.1 431 ")
+    # a body far over the app's cap: refused at once in the app's own words, the body never read
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                   b"\r\nContent-Length: 100000000\r\n\r\nusername=root")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"The request is too large" in answer and b"Connection: close" in answer
+    assert time.monotonic() - started < 5
+    assert load_login(server.port)[0] == 200
+
+
+def test_the_panel_raises_its_open_file_limit_to_the_hard_limit(serve):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = serve(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+    soft_now, hard_now = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+    assert soft_now == hard_now == str(hard), limits
+    assert load_login(server.port)[0] == 200
