@@ -180,6 +180,14 @@ def test_reload_after_install_and_reset_shows_the_result_without_resubmitting(se
     assert page.locator('.outcome[data-service="exim"]').is_visible()
     assert history_count(panel, "exim") == count
 
+    page.goto(server.url + PAGE + "/details/exim")
+    page.get_by_role("button", name="Roll back to this").first.click()
+    assert page.locator('.outcome[data-service="exim"]').inner_text().startswith("Rolled back exim")
+    active, count = page.url, history_count(panel, "exim")
+    page.reload()
+    assert page.url == active and page.locator('.outcome[data-service="exim"]').inner_text().startswith("Rolled back")
+    assert history_count(panel, "exim") == count  # the reload did not roll back again
+
     # another browser (another session) cannot read the result
     other = context.browser.new_context(ignore_https_errors=True)
     try:
