@@ -160,3 +160,24 @@ def test_apache_says_why_each_virtual_host_was_skipped(tmp_path):
         "<VirtualHost 192.0.2.1:443> is skipped: it sits inside <IfModule ssl_module> (line 6), and the module "
         "ssl_module is not loaded (no LoadModule for it; on Debian: a2enmod ssl)",
     ]  # a plain-HTTP virtual host is not worth a word
+
+
+def test_csr_form_refuses_bad_input_with_400_and_writes_nothing(root, panel):
+    page = root.get("/scripts2/manageservicecrts/csr")
+    assert page.status_code == 200 and "mail.example.com" in page.text
+    token = csrf_token(page.text)
+    for data, message in [({"domains": "x" * 10_000_000, "key_type": "rsa-2048"}, "At most 100 names"),
+                          ({"domains": "", "key_type": "rsa-2048"}, "Give at least one domain name."),
+                          ({"domains": "a.example.com", "key_type": "dsa-512"}, "Not a valid choice"),
+                          ({"domains": "not a domain!", "key_type": "rsa-2048"}, "is not a valid domain name"),
+                          ({"domains": " ".join(f"h{i}.example.com" for i in range(101)), "key_type": "rsa-2048"},
+                           "at most 100 domains")]:
+        response = root.post("/scripts2/manageservicecrts/csr", data={"csrf_token": token, **data})
+        assert response.status_code == 400 and message in response.text, (message, response.text[:500])
+        assert "x" * 1000 not in response.text
+    assert not (panel.state / "keys").exists() or not list((panel.state / "keys").iterdir())
+    made = root.post("/scripts2/manageservicecrts/csr", data={"csrf_token": token, "domains": "mail.example.com",
+                                                              "key_type": "rsa-2048"})
+    assert made.status_code == 303
+    shown = root.get(made.location).text
+    assert "BEGIN CERTIFICATE REQUEST" in shown and "PRIVATE KEY" not in shown

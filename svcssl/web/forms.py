@@ -21,6 +21,18 @@ class BoundedStringField(StringField):
         return value if len(value) <= self.echo_limit else ""
 
 
+class BoundedTextAreaField(TextAreaField):
+    """A text area that is never rendered back longer than its bound."""
+
+    def __init__(self, label=None, validators=None, *, echo_limit: int, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.echo_limit = echo_limit
+
+    def _value(self):
+        value = super()._value()
+        return value if len(value) <= self.echo_limit else ""
+
+
 class PemTextAreaField(TextAreaField):
     """A PEM text area: rendered back only while it is within the input limit (larger pastes are refused anyway)."""
 
@@ -66,8 +78,10 @@ class PasswordForm(FlaskForm):
 
 
 class CsrForm(FlaskForm):
-    domains = TextAreaField("Domains (the first is the Common Name; one per line, or separated by spaces)",
-                            validators=[DataRequired(message="Give at least one domain name."), Length(max=30000)])
+    domains = BoundedTextAreaField("Domains (the first is the Common Name; one per line, or separated by spaces)",
+                                   validators=[DataRequired(message="Give at least one domain name."),
+                                               Length(max=26000, message="At most 100 names of up to 253 characters.")],
+                                   echo_limit=26000)
     key_type = SelectField("Key type", validate_choice=True)
 
 
