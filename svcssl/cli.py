@@ -23,9 +23,10 @@ from .operations.inventory import ServiceStatus, list_services, service_details
 from .operations.livecheck import LiveCheck, check_services, check_statuses
 from .operations.reset import reset_certificate
 from .operations.rollback import rollback_certificate
-from .operations.users import create_user, ensure_root, set_password, set_service_ssl_privilege
+from .operations.users import (create_user, delete_user, ensure_root, list_users, set_password,
+                               set_service_ssl_privilege)
 from .deploy.layout import installed_certificate_path, installed_key_path
-from .settings import load_settings
+from .settings import KEY_TYPES, load_settings
 from .whm import certificate_info
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
@@ -160,6 +161,24 @@ def cmd_details(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_CLI_WORDS = (
+    ("paste the private key of this certificate", "give --key FILE"),
+    ("paste its private key", "give its private key with --key FILE"),
+    ("paste the key in the private key field", "give the key with --key FILE"),
+    ("paste it in the private key field", "give it with --key FILE"),
+    ("browse again or paste the private key", "give --key FILE"),
+    ("paste the private key", "give --key FILE"),
+    ("paste the CA bundle your CA gave you", "give the CA bundle your CA gave you with --cabundle FILE"),
+)
+
+
+def for_the_command_line(message: str) -> str:
+    """A message written for the form, said for the command line ("give --key FILE", not "paste the key")."""
+    for form_words, cli_words in _CLI_WORDS:
+        message = message.replace(form_words, cli_words)
+    return message
+
+
 def _report(outcomes: list[InstallOutcome]) -> int:
     code = EXIT_OK
     for outcome in outcomes:
@@ -179,10 +198,43 @@ def cmd_install(ctx: Context, args: argparse.Namespace) -> int:
     key = read_bounded(args.key, limit, "key") if args.key else None
     cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
     password = read_bounded(args.password_file, 4096, "password", "a password").rstrip(b"\r\n") if args.password_file else None
+    if key is None:
+        key, cabundle = _key_found_for(ctx, crt, cabundle, password)
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return _report(outcomes)
+
+
+def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
+                   password: bytes | None) -> tuple[bytes | None, bytes | None]:
+    """No --key: unless the certificate file holds its key, find it on this server (Autofill), e.g. the key
+    `svcssl csr create` kept; the CA bundle too when none was given."""
+    from .operations.autofill import autofill_certificate, load_key
+    from .x509.encode import key_pem
+    from .x509.parse import read_certificate_input
+
+    if password is not None or read_certificate_input(crt, validate_keys=False).keys:
+        return None, cabundle  # PKCS#12 or a combined PEM: the key travels with the certificate
+    _refresh_first(ctx)
+    choice = autofill_certificate(ctx, None, crt)
+    if choice.key is None:
+        raise InputError("No private key was given and none on this server matches the certificate: "
+                         "give --key FILE.", field="key")
+    print(f"Private key: {choice.key.origin}", file=sys.stderr)
+    if cabundle is None and choice.cabundle_pem:
+        cabundle = choice.cabundle_pem.encode()
+    return key_pem(load_key(ctx, None, choice.key.reference)), cabundle
+
+
+def cmd_csr_create(ctx: Context, args: argparse.Namespace) -> int:
+    from .operations.csr import create_csr
+
+    result = create_csr(ctx, args.domains, args.key_type, actor=CLI_ACTOR)
+    print(f"Key {result.key_label} kept in {result.key_path} (0600, never shown). When the CA's certificate comes "
+          f"back: svcssl install SERVICE --cert FILE", file=sys.stderr)
+    print(result.csr_pem, end="")
+    return EXIT_OK
 
 
 def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
@@ -210,6 +262,26 @@ def cmd_user_add(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_user_passwd(ctx: Context, args: argparse.Namespace) -> int:
     set_password(ctx, args.name, _read_password(args.password_file), actor=CLI_ACTOR)
     print(f"Password of '{args.name}' changed; its open sessions end.")
+    return EXIT_OK
+
+
+def cmd_user_list(ctx: Context, args: argparse.Namespace) -> int:
+    users = list_users(ctx)
+    if args.json:
+        print(json.dumps([{"name": u.name, "role": u.role, "service_ssl": u.may_manage_service_ssl} for u in users],
+                         indent=2))
+        return EXIT_OK
+    rows = [["USER", "ROLE", "SERVICE SSL"]]
+    rows += [[u.name, u.role, "yes" if u.may_manage_service_ssl else "no"] for u in users]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_user_delete(ctx: Context, args: argparse.Namespace) -> int:
+    delete_user(ctx, args.name, actor=CLI_ACTOR)
+    print(f"Deleted user '{args.name}': its API tokens are revoked and its sessions ended.")
     return EXIT_OK
 
 
@@ -338,11 +410,13 @@ def cmd_autofill(ctx: Context, args: argparse.Namespace) -> int:
         print(f"CA bundle:    {len(choice.chain)} certificate{'s' if len(choice.chain) != 1 else ''}"
               + (f" ({labels})" if labels else ""))
         for message in choice.missing:
-            print(f"Missing:      {message}")
+            print(f"Missing:      {for_the_command_line(message)}")
         for note in choice.notes:
             print(f"Note:         {note}")
-        if choice.cabundle_pem:
+        if args.pem and choice.cabundle_pem:
             print(choice.cabundle_pem, end="")
+        elif choice.cabundle_pem:
+            print("(add --pem to print the CA bundle as PEM)")
     return EXIT_OK if not choice.missing else EXIT_FAILED
 
 
@@ -507,10 +581,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install", help="install a certificate on one or more services")
     p.add_argument("service", nargs="+")
     p.add_argument("--cert", required=True, metavar="FILE", help="PEM, DER or PKCS#12; may also hold the key and chain")
-    p.add_argument("--key", metavar="FILE", help="private key (PEM or DER)")
+    p.add_argument("--key", metavar="FILE", help="private key (PEM or DER); without it, the key is looked for on "
+                   "this server (e.g. the one `svcssl csr create` kept)")
     p.add_argument("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
     p.add_argument("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("csr", help="a new private key (kept on this server) and a certificate signing request")
+    csr_sub = p.add_subparsers(dest="csr_command", required=True, metavar="ACTION")
+    q = csr_sub.add_parser("create", help="print a PEM CSR for the names; the key stays in svcssl's key store")
+    q.add_argument("--domains", nargs="+", required=True, metavar="NAME", help="the first is the Common Name")
+    q.add_argument("--key-type", choices=KEY_TYPES, help="default: [certificates] key_type")
+    q.set_defaults(func=cmd_csr_create)
 
     p = sub.add_parser("reset", help="install a new self-signed certificate for the hostname")
     p.add_argument("service", nargs="+")
@@ -560,6 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("--password-file", required=True, metavar="FILE")
     q.set_defaults(func=cmd_user_passwd)
+    q = user_sub.add_parser("list", help="list the users")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_user_list)
+    q = user_sub.add_parser("delete", help="delete a reseller (revokes its API tokens, ends its sessions)")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_user_delete)
 
     p = sub.add_parser("reseller", help="grant or revoke a reseller's service-SSL privilege")
     reseller_sub = p.add_subparsers(dest="reseller_command", required=True, metavar="ACTION")
@@ -587,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autofill", help="find a certificate's private key and CA bundle on this server")
     p.add_argument("--cert", required=True, metavar="FILE", help="the certificate (PEM or DER)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pem", action="store_true", help="also print the CA bundle as PEM after the summary")
     p.set_defaults(func=cmd_autofill)
 
     p = sub.add_parser("discovery", help="the index of certificate and key files")
@@ -609,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{error_prefix(sys.stderr)}svcssl: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except InputError as exc:
-        print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}svcssl: {for_the_command_line(exc.message)}", file=sys.stderr)
         return EXIT_INPUT
     except SvcsslError as exc:
         print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)

@@ -86,7 +86,8 @@ def install(client, services, crt=b"", key=b"", cabundle=b"", password="", files
                     cabundle_file=(io.BytesIO(cabundle), "ca.bin"))
     else:
         data.update(crt=crt.decode("latin-1"), key=key.decode("latin-1"), cabundle=cabundle.decode("latin-1"))
-    return client.post(PAGE + "/install", data=data, content_type="multipart/form-data")
+    # Post/Redirect/Get: a success answers 303 to its result page, which the client follows
+    return client.post(PAGE + "/install", data=data, content_type="multipart/form-data", follow_redirects=True)
 
 
 # --- login, sessions, headers ------------------------------------------------------------------
@@ -327,7 +328,7 @@ def test_reset_asks_first_then_installs_self_signed(root, panel):
     assert confirm.status_code == 200
     assert "Clients will not trust a self-signed certificate" in confirm.text
     assert fingerprints(panel)["exim"] == before  # the GET changes nothing
-    response = root.post(PAGE + "/reset/exim", data={"csrf_token": csrf_token(confirm.text)})
+    response = root.post(PAGE + "/reset/exim", data={"csrf_token": csrf_token(confirm.text)}, follow_redirects=True)
     assert response.status_code == 200 and 'class="outcome ok"' in response.text
     assert fingerprints(panel)["exim"] != before
     assert root.get(PAGE + "/reset/nope").status_code == 404
@@ -344,7 +345,8 @@ def test_details_history_and_roll_back_to_this(root, panel):
     html = page.text
     assert fingerprint(leaf2) in html and "Test Intermediate 0" in html and "SHA-256 fingerprint" in html
     assert html.count("Roll back to this") == 2 and "PRIVATE KEY" not in html
-    response = root.post(PAGE + "/rollback/dovecot", data={"csrf_token": csrf_token(html), "fingerprint": first})
+    response = root.post(PAGE + "/rollback/dovecot", data={"csrf_token": csrf_token(html), "fingerprint": first},
+                         follow_redirects=True)
     assert response.status_code == 200 and 'class="outcome ok"' in response.text
     assert fingerprints(panel)["dovecot"] == first
     assert root.get(PAGE + "/details/nope").status_code == 404
@@ -366,7 +368,7 @@ def test_apply_certificate_to_another_service_passes_the_key_by_reference(root, 
                           html, re.S).group(1)
     response = root.post(PAGE + "/install", content_type="multipart/form-data", data={
         "csrf_token": csrf_token(html), "services": ["exim", "ftp"], "crt": form_cert, "key": "", "cabundle": chain.decode(),
-        "key_ref": ref.group(1), "apply_from": "dovecot"})
+        "key_ref": ref.group(1), "apply_from": "dovecot"}, follow_redirects=True)
     assert response.status_code == 200, response.text
     after = fingerprints(panel)
     assert after["exim"] == after["ftp"] == fingerprint(leaf)
@@ -403,7 +405,7 @@ def test_maintenance_page_run_now_and_touch_files(tmp_path):
     assert re.search(r"disable_auto_hostname_certificate</code>: <strong>present", page.text)
     assert re.search(r"disable_service_certificate_management</code>: <strong>absent", page.text)
     assert "No run yet." in page.text
-    assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 302
+    assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 303
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = client.get("/scripts2/maintenance")
@@ -424,10 +426,12 @@ def test_tokens_page_creates_shows_once_and_revokes(root, app, panel):
     assert page.status_code == 200 and "No tokens yet." in page.text
     created = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "bob",
                                                  "name": "deploy-hook", "expires_days": "30"})
-    assert created.status_code == 200
-    secret = re.search(r'<code class="token" id="new-token">([A-Z0-9]{32})</code>', created.text).group(1)
+    assert created.status_code == 303  # Post/Redirect/Get: a reload of the result is a GET
+    shown = root.get(created.headers["Location"])
+    secret = re.search(r'<code class="token" id="new-token">([A-Z0-9]{32})</code>', shown.text).group(1)
+    assert secret in root.get(created.headers["Location"]).text  # a reload shows the same result
     listing = root.get("/scripts/tokens").text
-    assert 'data-token="deploy-hook"' in listing and secret not in listing  # shown once
+    assert 'data-token="deploy-hook"' in listing and secret not in listing  # only on its result page
     from svcssl.operations.tokens import authenticate_token
     user, info = authenticate_token(open_context(panel.settings), "bob", secret)
     assert user.name == "bob" and info.expires_at is not None

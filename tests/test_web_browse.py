@@ -64,8 +64,11 @@ def field(html: str, name: str) -> str:
 
 def post_install(client, data: dict, page: str | None = None):
     page = page or client.get(PAGE + "/install").text
-    return client.post(PAGE + "/install", data={"csrf_token": csrf_token(page), **data},
-                       content_type="multipart/form-data")
+    response = client.post(PAGE + "/install", data={"csrf_token": csrf_token(page), **data},
+                           content_type="multipart/form-data")
+    if response.status_code == 303 and "/results/" in response.location:  # Post/Redirect/Get: show the result
+        return client.get(response.location)
+    return response
 
 
 # --- roles ------------------------------------------------------------------------------------------------

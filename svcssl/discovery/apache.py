@@ -90,6 +90,7 @@ class ApacheConfig:
     vhosts: tuple[SslVhost, ...]
     problems: tuple[ApacheProblem, ...]
     inputs: dict[str, str] = field(default_factory=dict)  # every file read and directory listed → its stamp
+    skipped: tuple[ApacheProblem, ...] = ()  # virtual hosts a false <IfModule>/<IfDefine>/<IfFile> leaves out, and why
 
 
 def read_envvars(path: str) -> dict[str, str]:
@@ -209,6 +210,7 @@ class _Reader:
         self.defines: dict[str, str] = dict(env)
         self.modules: set[str] = set(BUILTIN_MODULES)
         self.problems: list[ApacheProblem] = []
+        self.skipped: list[ApacheProblem] = []
         self.inputs: dict[str, str] = {}
         self.vhosts: list[SslVhost] = []
         self.main = _Vhost([], config_file, 0)
@@ -369,6 +371,7 @@ class _Reader:
     def run(self, path: str, lines: list[tuple[int, str]]) -> None:
         sections: list[tuple[str, int, str]] = []  # (name, line, kind: run | skip | vhost | other)
         skipping = 0
+        skipped_by: tuple[str, list[str], int] | None = None  # the false condition the skipped lines sit in
         for number, text in lines:
             if text.startswith("</"):
                 name = text[2:].rstrip(">").strip().lower()
@@ -380,6 +383,8 @@ class _Reader:
                     self.problem(path, number, f"</{name}> closes <{open_name}> (line {open_line})")
                 if kind == "skip":
                     skipping -= 1
+                    if not skipping:
+                        skipped_by = None
                 elif kind == "vhost":
                     self.end_vhost()
                 continue
@@ -394,8 +399,12 @@ class _Reader:
                 args = words[1:]
                 if skipping:
                     kind = "skip"
+                    if name == "virtualhost" and skipped_by is not None:
+                        self.skipped_vhost(args, path, number, skipped_by)
                 elif name in _CONDITIONS:
                     kind = "run" if self.condition(name, args) else "skip"
+                    if kind == "skip":
+                        skipped_by = (name, args, number)
                 elif name in _SKIPPED:
                     kind = "skip"
                 elif name == "virtualhost":
@@ -421,6 +430,24 @@ class _Reader:
             self.problem(path, line, f"<{name}> is not closed before the end of the file")
             if kind == "vhost":
                 self.end_vhost()
+
+    def skipped_vhost(self, addresses: list[str], path: str, line: int, reason: tuple[str, list[str], int]) -> None:
+        """Say why a <VirtualHost> is not read (a plain-HTTP one on port 80 is not worth a word)."""
+        if addresses and all(a.endswith(":80") for a in addresses):
+            return
+        name, args, at = reason
+        arg = args[0] if args else ""
+        negate, bare = arg.startswith("!"), arg.lstrip("!")
+        section = {"ifmodule": "IfModule", "ifdefine": "IfDefine", "iffile": "IfFile"}.get(name, name)
+        if name == "ifmodule":
+            why = (f"the module {bare} is loaded" if negate else
+                   f"the module {bare} is not loaded (no LoadModule for it; on Debian: a2enmod ssl)")
+        elif name == "ifdefine":
+            why = f"{bare} is defined" if negate else f"{bare} is not defined (Define {bare}, or apache2 -D {bare})"
+        else:
+            why = f"{bare} exists" if negate else f"{bare} does not exist"
+        self.skipped.append(ApacheProblem(path, line, f"<VirtualHost {' '.join(addresses)}> is skipped: it sits inside "
+                                                      f"<{section} {arg}> (line {at}), and {why}"))
 
     def directive(self, name: str, args: list[str], path: str, line: int, in_other: bool) -> None:
         where = (path, line)
@@ -520,7 +547,8 @@ def read_apache_config(candidates: Sequence[Path], *, home_root: Path | None = N
     reader = _Reader(config_file, read_envvars(envvars), home_root)
     reader.inputs[envvars] = stamp_text(envvars)
     reader.read_path(config_file, None, False)
-    return ApacheConfig(config_file, reader.server_root, tuple(reader.vhosts), tuple(reader.problems), reader.inputs)
+    return ApacheConfig(config_file, reader.server_root, tuple(reader.vhosts), tuple(reader.problems), reader.inputs,
+                        tuple(reader.skipped))
 
 
 def inputs_unchanged(inputs: dict[str, str]) -> bool:

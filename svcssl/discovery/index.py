@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..x509.parse import ParsedFile, parse_file  # noqa: F401 - the index reads files through the x509 core
 
-STORES = ("account", "apache", "cabundle", "service")
+STORES = ("account", "apache", "cabundle", "service", "keystore")
 BATCH = 500  # changed files per write transaction: other writers never wait long
 
 
@@ -63,7 +63,7 @@ class Candidate:
     """A file that exists now and belongs in the index. ``read`` is called only when it changed."""
 
     path: bytes
-    store: str  # account | apache | cabundle | service
+    store: str  # account | apache | cabundle | service | keystore (svcssl's own keys)
     owner: str  # the account for store "account", else ""
     stamp: Stamp | None  # None: could not be stat'ed (the problem says why)
     read: Callable[[], bytes]

@@ -27,6 +27,23 @@ class HostnameCheck:
         return (not self.dns.valid_fqdn) or self.dns.resolves is False or self.dns.points_here is False
 
 
+def hostname_fix(dns: HostnameFacts) -> str | None:
+    """What the administrator does so the hostname can get a certificate; None when nothing is wrong with it."""
+    if not dns.valid_fqdn:
+        return ("Give the server a fully qualified hostname that resolves to it (for example mail.example.com) and set "
+                "it as `hostname` in the [server] section of the svcssl configuration.")
+    if dns.resolves is False:
+        target = dns.main_ip or "THIS.SERVER.IP"
+        kind = "AAAA" if ":" in target else "A"
+        return f"Add this DNS record at your DNS provider: {dns.hostname}. 3600 IN {kind} {target}"
+    if dns.points_here is False:
+        return (f"Point {dns.hostname} to this server: change its DNS record to {dns.main_ip} (it now resolves to "
+                f"{', '.join(dns.addresses) or 'nothing'}), or set `main_ip` in [server] if that address is this server's.")
+    if dns.resolves is None:
+        return "Check that the name servers in the [dns] section answer from this server, then run maintenance again."
+    return None
+
+
 def check_server_hostname(ctx: Context) -> HostnameCheck:
     settings = ctx.settings
     resolver = make_resolver(settings.dns.nameservers, settings.dns.timeout)

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from ..errors import LockTimeoutError, SvcsslError
+from ..errors import InputError, LockTimeoutError, SvcsslError, excerpt
+from ..fsutil import atomic_write
 from ..operations.context import Context
 from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
 from ..operations.install import InstallOutcome, deploy_bundle
@@ -20,7 +21,8 @@ from ..operations.assessment import (ATTENTION, NO_HOSTNAME_CERTIFICATE, NO_MANA
 from ..operations.inventory import ServiceStatus, assess_status, list_services
 from ..operations.notify import notify_once
 from ..operations.reset import make_self_signed_bundle
-from .facts import HostnameCheck, certificate_facts, check_server_hostname
+from ..store import AuditEntry
+from .facts import HostnameCheck, certificate_facts, check_server_hostname, hostname_fix
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,29 @@ class MaintenanceReport:
 def touch_file_state(ctx: Context) -> dict[str, bool]:
     root = ctx.settings.server.state_dir
     return {name: (root / name).exists() for name in TOUCH_FILES}
+
+
+TOUCH_FILE_MEANING = {
+    NO_HOSTNAME_CERTIFICATE: "never order or install a hostname certificate",
+    NO_MANAGEMENT: "no automatic replacement of any service certificate and no expiry mail",
+}
+
+
+def set_touch_file(ctx: Context, name: str, present: bool, *, actor: str) -> bool:
+    """Create or remove one of the two touch files (audited); False when it already was so."""
+    if name not in TOUCH_FILES:
+        raise InputError(f"There is no touch file named '{excerpt(name)}'.", field="touch")
+    path = ctx.settings.server.state_dir / name
+    if path.exists() == present:
+        return False
+    if present:
+        atomic_write(path, b"", mode=0o600)
+    else:
+        path.unlink(missing_ok=True)
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "touch file " + ("create" if present else "remove"), None, None,
+                                   None, "ok", name))
+    log.info("touch file %s %s by %s", name, "created" if present else "removed", actor)
+    return True
 
 
 def _facts_for(ctx: Context, status: ServiceStatus, cache: dict[str, CertificateFacts]) -> CertificateFacts:
@@ -153,7 +178,7 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     report.hostname = {
         "name": hostname.dns.hostname, "addresses": list(hostname.dns.addresses), "main_ip": hostname.dns.main_ip,
         "problem": hostname.dns.problem, "caa": asdict(hostname.caa) if hostname.caa else None,
-        "blocker": hostname.blocker,
+        "blocker": hostname.blocker, "fix": hostname_fix(hostname.dns),
     }
     server = hostname.server_facts()
     report.hostname["server_problem"] = server.problem

@@ -37,7 +37,7 @@ from .users import PanelUser
 
 log = logging.getLogger(__name__)
 
-STORE_ORDER = {"account": 0, "apache": 1, "service": 2}
+STORE_ORDER = {"account": 0, "apache": 1, "service": 2, "keystore": 3}
 _FETCHER = AiaFetcher()
 
 

@@ -17,6 +17,7 @@ run at once; one asked for while another runs is skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 REFRESH_INTERVAL = 300  # seconds between the scheduled refreshes in `svcssl serve`
 MIN_INTERVAL = 60  # the CLI refreshes first when the index is older than this
 CA_FILE_LIMIT = 4 * 1024 * 1024  # a CA directory file may be a whole trust bundle
-ALL_STORES = ("account", "apache", "cabundle", "service")
-_REFERENCE = re.compile(r"^(account|apache|service):([a-z0-9_.-]{0,32}):([0-9a-f]{64})$")
+ALL_STORES = ("account", "apache", "cabundle", "service", "keystore")
+_REFERENCE = re.compile(r"^(account|apache|service|keystore):([a-z0-9_.-]{0,32}):([0-9a-f]{64})$")
 
 
 # --- who may see what -----------------------------------------------------------------------------
@@ -60,7 +61,7 @@ class Visibility:
             return self.all_accounts or owner in self.accounts
         if store == "apache":
             return self.apache
-        if store == "service":
+        if store in ("service", "keystore"):  # svcssl's own key store holds keys made for service certificates
             return self.services
         return False  # CA directories hold no keys anyone should take
 
@@ -122,6 +123,8 @@ def origin_of(store: str, owner: str, path: bytes) -> str:
         return f"Apache ({where})"
     if store == "service":
         return f"a service's files ({where})"
+    if store == "keystore":
+        return f"svcssl's key store ({where})"
     return f"the CA directory ({where})"
 
 
@@ -143,6 +146,11 @@ def read_indexed_file(ctx: Context, file: IndexedFile) -> bytes:
 
 
 # --- the refresh ---------------------------------------------------------------------------------
+
+
+def key_store_dir(ctx: Context):
+    """svcssl's own key store (keys generated with a CSR), 0700 under the state directory."""
+    return ctx.settings.server.state_dir / "keys"
 
 
 def _stat_candidate(path: bytes, store: str, limit: int, ctx: Context) -> Candidate:
@@ -198,6 +206,7 @@ def _apache_vhosts(ctx: Context, idx: CertificateIndex) -> list[VhostRow]:
                                     for p in config.problems])
     idx.set_state("apache_source", key)
     idx.set_state("apache_config", config.config_file or "")
+    idx.set_state("apache_skipped", json.dumps([str(p) for p in config.skipped]))
     log.info("Apache configuration read: %d SSL virtual hosts, %d problems", len(rows), len(config.problems))
     return idx.vhosts()
 
@@ -211,6 +220,14 @@ def _other_candidates(ctx: Context, vhosts: list[VhostRow]) -> Iterator[Candidat
         for path in (service.cert_file, service.key_file, service.chain_file, service.combined_file):
             if path is not None:
                 yield _stat_candidate(os.fsencode(path), "service", limit, ctx)
+    keys = key_store_dir(ctx)
+    try:
+        with os.scandir(keys) as entries:
+            names = sorted(e.name for e in entries if e.name.endswith(".key") and not e.name.startswith("."))
+    except OSError:
+        names = []
+    for name in names:
+        yield _stat_candidate(os.fsencode(os.path.join(keys, name)), "keystore", limit, ctx)
     for directory in ctx.settings.cabundles.dirs:
         try:
             with os.scandir(directory) as entries:
@@ -445,6 +462,7 @@ class ApacheListing:
     vhosts: tuple[VhostEntry, ...]
     problems: tuple[str, ...]  # configuration files that are broken, unreadable, missing, looping
     indexed_at: datetime | None
+    skipped: tuple[str, ...] = ()  # virtual hosts the configuration leaves out (a false <IfModule> …), and why
 
 
 def _require_apache(vis: Visibility) -> None:
@@ -477,7 +495,11 @@ def list_vhosts(ctx: Context, user: PanelUser | None) -> ApacheListing:
     problems = tuple(f"{display_path(p.path)}{':' + str(p.line) if p.line else ''}: {p.message}"
                      for p in idx.problems("apache"))
     problems += tuple(f"{display_path(f.path)}: {f.problem}" for f in idx.file_problems("apache"))
-    return ApacheListing(idx.state("apache_config") or None, tuple(entries), problems, indexed_at(ctx))
+    try:
+        skipped = tuple(str(s) for s in json.loads(idx.state("apache_skipped") or "[]"))
+    except ValueError:
+        skipped = ()
+    return ApacheListing(idx.state("apache_config") or None, tuple(entries), problems, indexed_at(ctx), skipped)
 
 
 def vhost_for_certificate(ctx: Context, fingerprint: str) -> VhostRow | None:

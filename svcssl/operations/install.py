@@ -172,13 +172,22 @@ def deploy_bundle(
             return InstallOutcome(service.name, False, fingerprint, previous, exc.message, exc.stage,
                                   exc.rolled_back, exc.output)
         store.add_audit(AuditEntry(now, actor, action, service.name, previous, fingerprint, "ok"))
-    steps = ["files written"]
+    return InstallOutcome(service.name, True, fingerprint, previous, _done_message(service, action, report),
+                          output=report.output)
+
+
+def _done_message(service: ServiceSettings, action: str, report) -> str:
+    """What happened, in words: "Installed on exim; port 25 serves it." / "Rolled back dovecot to …"."""
+    what = {"rollback": f"Rolled back {service.name} to its earlier certificate",
+            "reset": f"Reset {service.name}: a new self-signed certificate is installed",
+            "hostname-certificate": f"Installed the hostname certificate on {service.name}",
+            "self-signed fallback": f"Installed a self-signed certificate on {service.name}"}.get(
+        action, f"Installed on {service.name}")
+    if report.probed and service.probe is not None:
+        return f"{what}; port {service.probe.port} serves it."
     if report.reloaded:
-        steps.append("daemon reloaded")
-    if report.probed:
-        steps.append(f"{service.probe} serves it")
-    return InstallOutcome(service.name, True, fingerprint, previous,
-                          f"Installed on {service.name}: " + ", ".join(steps) + ".", output=report.output)
+        return f"{what}; the daemon was reloaded."
+    return f"{what} (files written; no reload is configured for it)."
 
 
 def install_certificate(

@@ -73,7 +73,7 @@ def apache():
         listing = list_vhosts(context(), current_user())
     except AccessDeniedError as exc:
         abort(403, exc.message)
-    return render_template("browse/apache.html", listing=listing, **_page_state())
+    return render_template("browse/apache.html", listing=listing, skipped=listing.skipped, **_page_state())
 
 
 @bp.route("/refresh", methods=["POST"])

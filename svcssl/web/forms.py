@@ -21,6 +21,18 @@ class BoundedStringField(StringField):
         return value if len(value) <= self.echo_limit else ""
 
 
+class BoundedTextAreaField(TextAreaField):
+    """A text area that is never rendered back longer than its bound."""
+
+    def __init__(self, label=None, validators=None, *, echo_limit: int, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.echo_limit = echo_limit
+
+    def _value(self):
+        value = super()._value()
+        return value if len(value) <= self.echo_limit else ""
+
+
 class PemTextAreaField(TextAreaField):
     """A PEM text area: rendered back only while it is within the input limit (larger pastes are refused anyway)."""
 
@@ -51,6 +63,26 @@ class InstallForm(FlaskForm):
     key_source = HiddenField()  # store:owner:spki of a key found by Browse or Autofill (resolved on the server)
     cabundle = PemTextAreaField("Certificate Authority bundle (optional)")
     cabundle_file = FileField("or upload a CA bundle file")
+
+
+class NewUserForm(FlaskForm):
+    username = BoundedStringField("User name", validators=[DataRequired(message="Enter a user name."), Length(max=32)],
+                                  echo_limit=32)
+    password = PasswordField("Password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
+    confirm = PasswordField("Password again", validators=[DataRequired(message="Enter the password again.")])
+
+
+class PasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(message="Enter the password again.")])
+
+
+class CsrForm(FlaskForm):
+    domains = BoundedTextAreaField("Domains (the first is the Common Name; one per line, or separated by spaces)",
+                                   validators=[DataRequired(message="Give at least one domain name."),
+                                               Length(max=26000, message="At most 100 names of up to 253 characters.")],
+                                   echo_limit=26000)
+    key_type = SelectField("Key type", validate_choice=True)
 
 
 class ConfirmForm(FlaskForm):

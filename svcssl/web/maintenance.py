@@ -1,12 +1,14 @@
-"""Maintenance (root only): the last runs with their reports, Run now with live progress, the touch files."""
+"""Maintenance (root only): the last runs with their reports, Dry run, Run now (confirmed) with live progress,
+and the touch files, switched on and off from the page."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from ..maintenance.run import run_maintenance, touch_file_state
+from ..errors import InputError
+from ..maintenance.run import TOUCH_FILE_MEANING, TOUCH_FILES, run_maintenance, set_touch_file, touch_file_state
 from ..operations.context import Context
-from .auth import root_required
+from .auth import current_user, root_required
 from .background import BackgroundJob, background_job
 from .context import context
 from .forms import ConfirmForm
@@ -18,8 +20,20 @@ def _run(ctx: Context, say) -> None:
     run_maintenance(ctx, trigger="panel", progress=say)
 
 
+def _dry_run(ctx: Context, say) -> None:
+    run_maintenance(ctx, trigger="panel", dry_run=True, progress=say)
+
+
 def progress() -> BackgroundJob:
     return background_job("maintenance run")
+
+
+def latest_dry_run(ctx: Context):
+    return next((r for r in ctx.store.runs(10) if r.dry_run), None)
+
+
+def _actor() -> str:
+    return f"{current_user().name} (web, {request.remote_addr or '-'})"
 
 
 @bp.route("/maintenance")
@@ -31,15 +45,49 @@ def index():
     mail_failures = [n for n in (last.report.get("notifications") or []) if str(n.get("result", "")).startswith("failed")
                      ] if last else []
     return render_template("maintenance/index.html", runs=runs, touch=touch_file_state(ctx), mail_failures=mail_failures,
-                           progress=progress(), schedule=ctx.settings.maintenance.schedule, form=ConfirmForm(),
-                           state_dir=ctx.settings.server.state_dir)
+                           meaning=TOUCH_FILE_MEANING, progress=progress(), schedule=ctx.settings.maintenance.schedule,
+                           form=ConfirmForm(), state_dir=ctx.settings.server.state_dir)
 
 
-@bp.route("/maintenance/run", methods=["POST"])
+@bp.route("/maintenance/run", methods=["GET", "POST"])
 @root_required
 def run_now():
+    ctx = context()
+    if request.method in ("GET", "HEAD"):  # the confirmation: what a run will change
+        return render_template("maintenance/confirm.html", form=ConfirmForm(), touch=touch_file_state(ctx),
+                               meaning=TOUCH_FILE_MEANING, dry=latest_dry_run(ctx), settings=ctx.settings)
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired or was not sent from this page. Try again.")
-    if not progress().start(context(), _run):
+    if not progress().start(ctx, _run):
         flash("A maintenance run started from this panel is still in progress.", "error")
-    return redirect(url_for(".index"))
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/maintenance/dry-run", methods=["POST"])
+@root_required
+def dry_run():
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired or was not sent from this page. Try again.")
+    if not progress().start(context(), _dry_run):
+        flash("A maintenance run started from this panel is still in progress.", "error")
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/maintenance/touch/<name>", methods=["POST"])
+@root_required
+def touch(name: str):
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired or was not sent from this page. Try again.")
+    if name not in TOUCH_FILES:
+        abort(404, "There is no such touch file.")
+    wanted = request.form.get("present")
+    if wanted not in ("0", "1"):
+        abort(400, "Say whether the touch file should be present (1) or absent (0).")
+    try:
+        changed = set_touch_file(context(), name, wanted == "1", actor=_actor())
+    except InputError as exc:
+        abort(400, exc.message)
+    state = "present" if wanted == "1" else "absent"
+    flash(f"{name} is now {state}: {TOUCH_FILE_MEANING[name] if wanted == '1' else 'that restriction is lifted'}."
+          if changed else f"{name} was already {state}; nothing changed.", "ok")
+    return redirect(url_for(".index"), code=303)

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from ..errors import AccessDeniedError, InputError
+from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
 from ..operations.browse import parse_reference
+from ..operations.csr import create_csr, split_domains
 from ..operations.install import assess_info, install_certificate, install_warnings
 from ..operations.assessment import Thresholds
 from ..operations.inventory import service_details
@@ -17,9 +18,12 @@ from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import current_user, root_required, service_ssl_required
+from ..settings import KEY_TYPES
+from ..x509.generate import key_type_label
+from .auth import current_user, login_required, root_required, service_ssl_required
 from .context import context, service_statuses
-from .forms import ConfirmForm, InstallForm
+from .forms import ConfirmForm, CsrForm, InstallForm
+from .results import recall, remember
 from .timeline import timeline_for
 
 bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
@@ -68,7 +72,19 @@ def index():
             "timeline": timeline_for(info, now, axis_start, axis_end) if info else None,
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
-                           form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings))
+                           form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings),
+                           hostname_problem=_hostname_problem(ctx))
+
+
+def _hostname_problem(ctx):
+    """The last maintenance run's word on the hostname, when it cannot get a certificate (with the fix)."""
+    runs = ctx.store.runs(1)
+    if not runs:
+        return None
+    found = runs[0].report.get("hostname") or {}
+    if not found.get("blocker") or found.get("name") != ctx.settings.server.hostname.lower().rstrip("."):
+        return None
+    return {"at": runs[0].started_at, "blocker": found["blocker"], "fix": found.get("fix")}
 
 
 def _service_choices():
@@ -100,6 +116,24 @@ def _apply_source(form: InstallForm, source: str) -> str:
     return source
 
 
+def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | None]:
+    """When the source's key is not in svcssl's store (its files were changed outside svcssl): look for it on
+    the server by its public key, and say what happened — (note, problem)."""
+    if form.key_ref.data:
+        return None, None
+    changed = f"The files of “{source}” were changed outside svcssl, so svcssl's store does not hold this certificate's key."
+    try:
+        choice = autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
+    except (InputError, AccessDeniedError):
+        choice = None
+    if choice is not None and choice.key is not None:
+        form.key_source.data = choice.key.reference
+        return f"{changed} The matching key was found in {choice.key.origin} and is used by reference.", None
+    return None, (f"{changed} No private key on this server that you may use matches it. Paste the private key of "
+                  f"this certificate below (or upload it), or install the certificate with its key on “{source}” "
+                  "first, then apply it.")
+
+
 def _render_install(form: InstallForm, status: int = 200, **extra):
     """The install form; a private key is never sent back to the browser (the key field is emptied)."""
     if form.key.data and form.key.data.strip():
@@ -121,7 +155,23 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
         extra.setdefault("choice_assessment", assessment)
         extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
-    return render_template("service_ssl/install.html", form=form, **extra), status
+    if extra.get("chosen") and (len(extra["chosen"]) > 512 or "\n" in extra["chosen"]):
+        extra["chosen"] = None
+    return render_template("service_ssl/install.html", form=form, error_summary=_error_summary(form, extra), **extra), status
+
+
+FIELD_IDS = {"services": "services-first", "crt": "crt", "password": "password", "key": "key", "cabundle": "cabundle"}
+
+
+def _error_summary(form: InstallForm, extra: dict) -> list[tuple[str | None, str]]:
+    """Every message of this form: (id of the field to jump to, or None; message) for the summary at the top."""
+    items: list[tuple[str | None, str]] = []
+    if extra.get("form_error"):
+        items.append((None, extra["form_error"]))
+    for name, field_id in FIELD_IDS.items():
+        for message in getattr(form, name).errors:
+            items.append((field_id, message))
+    return items
 
 
 def _key_source_origin(reference: str) -> str | None:
@@ -130,7 +180,7 @@ def _key_source_origin(reference: str) -> str | None:
     except InputError:
         return None
     return {"account": f"the SSL storage of account {owner}", "apache": "Apache's files",
-            "service": "a service's files"}.get(store)
+            "service": "a service's files", "keystore": "svcssl's key store"}.get(store)
 
 
 def _fill_from_choice(form: InstallForm, choice: CertificateChoice, *, keep_cabundle: bytes | None = None) -> None:
@@ -166,6 +216,8 @@ def install():
             except InputError as exc:
                 flash(exc.message, "error")
                 return redirect(url_for(".index"))
+            note, problem = _apply_key_note(form, apply_from)
+            return _render_install(form, apply_from=apply_from, apply_note=note, apply_problem=problem)
         use = request.args.get("use")
         if use:
             try:
@@ -175,7 +227,7 @@ def install():
             except InputError as exc:
                 return _render_install(form, 400, form_error=exc.message)
             _fill_from_choice(form, choice)
-            return _render_install(form, choice=choice)
+            return _render_install(form, choice=choice, chosen=use)
         return _render_install(form, apply_from=apply_from)
 
     if not form.validate_on_submit():
@@ -196,7 +248,8 @@ def install():
         except InputError as exc:
             return _render_install(form, 400, form_error=_field_error(form, exc))
         _fill_from_choice(form, choice, keep_cabundle=cabundle)
-        return _render_install(form, choice=choice, autofilled=True)
+        return _render_install(form, choice=choice, autofilled=True, chosen="autofill")
+    key = None
     try:
         crt = _read_field(form, "crt", "crt_file", limit)
         key = _read_field(form, "key", "key_file", limit)
@@ -209,16 +262,52 @@ def install():
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
                                                  actor=_actor(), key_ref=form.key_ref.data or None)
     except InputError as exc:
-        return _render_install(form, 400, apply_from=apply_from, form_error=_field_error(form, exc))
-    current_app.extensions["svcssl"].live.forget()
-    return render_template("service_ssl/results.html", outcomes=outcomes, warnings=prepared.warnings,
-                           info=prepared.bundle.info, now=ctx.now(), restart_form=ConfirmForm(),
-                           offer_restart=_panel_changed(outcomes))
+        if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
+            exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
+                             "(its files were changed outside svcssl). Paste the private key of this certificate.",
+                             field="key")
+        message = _field_error(form, exc)
+        return _render_install(form, 400, apply_from=apply_from, form_error=message,
+                               choice=_chosen_again(form, request.form.get("chosen")),
+                               chosen=request.form.get("chosen"))
+    return _show_results(outcomes, prepared.warnings, prepared.bundle.info)
+
+
+def _chosen_again(form: InstallForm, chosen: str | None) -> CertificateChoice | None:
+    """The "Certificate chosen" card of the form a failed POST came from (rebuilt on the server, never trusted)."""
+    if not chosen or len(chosen) > 512:
+        return None
+    ctx = context()
+    try:
+        if chosen == "autofill":
+            crt = (form.crt.data or "").encode()
+            return autofill_certificate(ctx, current_user(), crt) if crt.strip() else None
+        return use_certificate(ctx, current_user(), chosen)
+    except (InputError, AccessDeniedError):
+        return None
 
 
 def _panel_changed(outcomes) -> bool:
     services = context().settings.services
     return any(o.ok and services[o.service].kind == "panel" for o in outcomes)
+
+
+def _show_results(outcomes, warnings, info):
+    """Post/Redirect/Get: keep the result for this session and send the browser to the page that shows it."""
+    current_app.extensions["svcssl"].live.forget()
+    result_id = remember({"outcomes": tuple(outcomes), "warnings": tuple(warnings), "info": info,
+                          "offer_restart": _panel_changed(outcomes)})
+    return redirect(url_for(".results", result_id=result_id), code=303)
+
+
+@bp.route(PAGE + "/results/<result_id>")
+@service_ssl_required
+def results(result_id: str):
+    result = recall(result_id)
+    if result is None:
+        abort(404, "This result is no longer available (results are kept for an hour, for the session that "
+                   "made them). The service table shows the current state.")
+    return render_template("service_ssl/results.html", now=context().now(), restart_form=ConfirmForm(), **result)
 
 
 @bp.route(PAGE + "/reset/<service>", methods=["GET", "POST"])
@@ -234,13 +323,13 @@ def reset(service: str):
         if not form.validate_on_submit():
             abort(400, "The form expired or was not sent from this page. Try again.")
         outcome = reset_certificate(ctx, svc.name, actor=_actor())
-        current_app.extensions["svcssl"].live.forget()
         info = service_details(ctx, svc.name).status.info
-        return render_template("service_ssl/results.html", outcomes=[outcome], warnings=(
-            "The new certificate is self-signed: clients will not trust it.",), info=info, now=ctx.now(),
-            restart_form=ConfirmForm(), offer_restart=_panel_changed([outcome]))
+        return _show_results([outcome], ("The new certificate is self-signed: clients will not trust it.",), info)
+    certificates = ctx.settings.certificates
     return render_template("service_ssl/reset_confirm.html", service=svc, form=form,
-                           hostname=ctx.settings.server.hostname)
+                           hostname=ctx.settings.server.hostname, status=service_details(ctx, svc.name).status,
+                           now=ctx.now(), new_key=key_type_label(certificates.key_type),
+                           new_days=certificates.self_signed_days)
 
 
 @bp.route(PAGE + "/details/<service>")
@@ -256,9 +345,29 @@ def details(service: str):
     targets = {t.id for t in ctx.store.rollback_targets(status.service.name)}
     actors = {h.id: actor_seen_by(h.actor, current_user()) for h in data.history}
     return render_template("service_ssl/details.html", details=data, status=status, info=status.info, actors=actors,
+                           expiry=status.expiry,
                            live=live, rollback_ids=targets, form=ConfirmForm(), now=ctx.now(),
                            chain_pem=chain_pem(status.installed.chain).decode() if status.installed else "",
                            cert_pem=certificate_pem(status.installed.leaf).decode() if status.installed else "")
+
+
+@bp.route(PAGE + "/download/<service>/<any(certificate, fullchain):part>")
+@service_ssl_required
+def download(service: str, part: str):
+    """The installed certificate, or it with its chain, as PEM. Never the key."""
+    ctx = context()
+    try:
+        status = service_details(ctx, service).status
+    except InputError as exc:
+        abort(404, exc.message)
+    if status.installed is None:
+        abort(404, f"The service '{status.service.name}' has no readable certificate: {status.problem}")
+    body = certificate_pem(status.installed.leaf)
+    if part == "fullchain":
+        body += chain_pem(status.installed.chain)
+    name = f"{status.service.name}-{'fullchain' if part == 'fullchain' else 'cert'}.pem"
+    return current_app.response_class(body, mimetype="application/x-pem-file",
+                                      headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.route(PAGE + "/rollback/<service>", methods=["POST"])
@@ -274,10 +383,8 @@ def rollback(service: str):
     except InputError as exc:
         flash(exc.message, "error")
         return redirect(url_for(".details", service=service) if service in ctx.settings.services else url_for(".index"))
-    current_app.extensions["svcssl"].live.forget()
     info = service_details(ctx, service).status.info
-    return render_template("service_ssl/results.html", outcomes=[outcome], warnings=(), info=info, now=ctx.now(),
-                           restart_form=ConfirmForm(), offer_restart=_panel_changed([outcome]))
+    return _show_results([outcome], (), info)
 
 
 @bp.route("/restart_panel", methods=["POST"])
@@ -291,4 +398,42 @@ def restart_panel():
         flash("This panel is not running under `svcssl serve`; restart it the way you started it.", "error")
         return redirect(url_for(".index"))
     control.request_restart()
+    return redirect(url_for(".restarting"), code=303)
+
+
+@bp.route("/restarting")
+@login_required
+def restarting():
     return render_template("service_ssl/restarting.html")
+
+
+@bp.route(PAGE + "/csr", methods=["GET", "POST"])
+@service_ssl_required
+def csr():
+    """Generate a key and CSR: the key stays in svcssl's key store; the CSR goes to the CA."""
+    ctx = context()
+    form = CsrForm()
+    form.key_type.choices = [(t, key_type_label(t)) for t in KEY_TYPES]
+    if request.method in ("GET", "HEAD"):
+        form.domains.data = ctx.settings.server.hostname
+        form.key_type.data = ctx.settings.certificates.key_type
+        return render_template("service_ssl/csr.html", form=form)
+    if not form.validate_on_submit():
+        return render_template("service_ssl/csr.html", form=form), 400
+    try:
+        result = create_csr(ctx, split_domains(form.domains.data), form.key_type.data, actor=_actor())
+    except InputError as exc:
+        getattr(form, "key_type" if exc.field == "key_type" else "domains").errors.append(exc.message)
+        return render_template("service_ssl/csr.html", form=form), 400
+    result_id = remember(result)
+    return redirect(url_for(".csr_result", result_id=result_id), code=303)
+
+
+@bp.route(PAGE + "/csr/<result_id>")
+@service_ssl_required
+def csr_result(result_id: str):
+    result = recall(result_id)
+    if result is None:
+        abort(404, "This certificate request is no longer shown here (results are kept for an hour, for the session "
+                   "that made them). Its key is still kept on the server.")
+    return render_template("service_ssl/csr_result.html", result=result)

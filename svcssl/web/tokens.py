@@ -10,6 +10,9 @@ from ..operations.users import list_users
 from .auth import current_user, root_required
 from .context import context
 from .forms import ConfirmForm, TokenForm
+from .results import recall, remember
+
+SECRET_SHOWN_FOR = 600.0  # seconds: a reload within this time shows the new token again, to the same session only
 
 bp = Blueprint("tokens", __name__, url_prefix="/scripts")
 
@@ -35,6 +38,9 @@ def _form() -> TokenForm:
 def index():
     form = _form()
     if request.method in ("GET", "HEAD"):
+        created = recall(request.args.get("created"))
+        if created is not None:
+            return _page(form, 200, created["info"], created["secret"])
         return _page(form)
     if not form.validate_on_submit():
         return _page(form, 400)
@@ -44,7 +50,8 @@ def index():
     except InputError as exc:
         getattr(form, exc.field if exc.field in ("name", "expires_days") else "name").errors.append(exc.message)
         return _page(form, 400)
-    return _page(_form(), 200, info, secret)
+    result_id = remember({"info": info, "secret": secret}, ttl=SECRET_SHOWN_FOR)
+    return redirect(url_for(".index", created=result_id), code=303)
 
 
 @bp.route("/tokens/<name>/revoke", methods=["POST"])

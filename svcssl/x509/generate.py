@@ -23,6 +23,15 @@ def generate_private_key(key_type: str = "rsa-2048") -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r}")
 
 
+def key_type_label(key_type: str) -> str:
+    """``rsa-2048`` → ``RSA, 2,048-bit``; ``ecdsa-p256`` → ``ECDSA, P-256`` (the table's key labels)."""
+    if key_type.startswith("rsa-"):
+        return f"RSA, {int(key_type[4:]):,}-bit"
+    if key_type in _CURVES:
+        return f"ECDSA, P-{key_type[len('ecdsa-p'):]}"
+    return key_type
+
+
 def make_self_signed(hostname: str, key: PrivateKey, now: datetime, days: int = 365) -> x509.Certificate:
     """CN and only SAN = hostname, ``days`` of validity, SHA-256, serverAuth: what WHM's reset makes."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
