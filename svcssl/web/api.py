@@ -6,15 +6,13 @@ operations as the panel; every change is in the audit log with the caller (and t
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from ..errors import AccessDeniedError, InputError, SvcsslError, excerpt
@@ -25,12 +23,12 @@ from ..operations.context import Context
 from ..operations.install import install_certificate
 from ..operations.inventory import list_services, read_installed_bundle, service_details
 from ..operations.reset import reset_certificate
-from ..operations.tokens import authenticate_token, create_login_session, use_login_session
-from ..operations.users import LoginError, LoginThrottled, PanelUser, authenticate, find_user
+from ..operations.tokens import create_login_session, use_login_session
+from ..operations.users import find_user
 from ..store import AuditEntry
-from ..whm import certificate_info
+from ..whm import apply_filters, certificate_info
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import open_session
+from .auth import ApiAuthError, Caller, authenticate_api_call, open_session
 from .context import context
 
 bp = Blueprint("api", __name__)
@@ -49,12 +47,6 @@ class ApiFailure(Exception):
 
 
 @dataclass
-class Caller:
-    user: PanelUser
-    actor: str  # for the audit log: who, and through which credential
-
-
-@dataclass
 class ApiResult:
     data: Any
     warnings: list[str] = field(default_factory=list)
@@ -69,71 +61,6 @@ def envelope(command: str, ok: bool, reason: str, data: Any = None, warnings=(),
     if ok:
         body["data"] = data
     return body
-
-
-# --- authentication ---------------------------------------------------------------------------
-
-CROSS_SITE_REFUSED = ("This API call came from another site (its Origin or Sec-Fetch-Site says so) and carries a "
-                      "password or a browser session; such calls are refused. Scripts authenticate with "
-                      "“Authorization: whm USER:TOKEN”.")
-
-
-def _is_cross_site() -> bool:
-    """True when a browser says this request was made by another site's page (Fetch Metadata, else Origin)."""
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None:
-        return fetch_site.strip().lower() not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not sent by a browser's cross-site fetch: scripts, curl
-    parts = urlsplit(origin.strip())
-    return parts.scheme != "https" or parts.netloc.lower() != request.host.lower()
-
-
-def _refuse_cross_site() -> None:
-    if _is_cross_site():
-        raise ApiFailure(CROSS_SITE_REFUSED, 403)
-
-
-def _authenticate(cpsess: str | None) -> Caller:
-    ctx = context()
-    header = request.headers.get("Authorization", "")
-    remote = request.remote_addr or "-"
-    if header:
-        scheme, _, credentials = header.strip().partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() == "whm":
-            user, sep, token = credentials.partition(":")
-            if not sep or not user or not token:
-                raise ApiFailure("The Authorization header must be “whm USER:TOKEN”.", 401)
-            try:
-                panel_user, info = authenticate_token(ctx, user, token)
-            except (LoginError, InputError) as exc:
-                raise ApiFailure(exc.message, 401) from None
-            return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")
-        if scheme.lower() == "basic":
-            _refuse_cross_site()  # a browser may replay cached Basic credentials for another site's page
-            try:
-                user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                raise ApiFailure("The Basic Authorization header is not valid base64 of USER:PASSWORD.", 401) from None
-            if not sep:
-                raise ApiFailure("The Basic Authorization header must hold USER:PASSWORD.", 401)
-            try:
-                panel_user = authenticate(ctx, user, password, remote)
-            except LoginThrottled as exc:
-                raise ApiFailure(exc.message, 429) from None
-            except LoginError as exc:
-                raise ApiFailure(exc.message, 401) from None
-            return Caller(panel_user, f"{panel_user.name} (API, password, {remote})")
-        raise ApiFailure("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
-    user = g.get("user")
-    if user is not None:
-        _refuse_cross_site()
-        if cpsess is None or cpsess != session.get("cpsess"):
-            raise ApiFailure("A browser session calls the API under its own /cpsess… path prefix.", 401)
-        return Caller(user, f"{user.name} (web session, {remote})")
-    raise ApiFailure("Authentication required: send “Authorization: whm USER:TOKEN” or HTTP Basic.", 401)
 
 
 def _require_privilege(caller: Caller) -> None:
@@ -354,70 +281,6 @@ FUNCTIONS: dict[str, Callable[[Context, MultiDict, Caller], ApiResult]] = {
 }
 
 
-# --- generic filters ------------------------------------------------------------------------
-
-
-def _compare(kind: str, value: Any, arg: str) -> bool:
-    text = "" if value is None else (" ".join(map(str, value)) if isinstance(value, list) else str(value))
-    if kind in ("eq", "=="):
-        return text == arg
-    if kind in ("ne", "!="):
-        return text != arg
-    if kind == "contains":
-        return arg.lower() in text.lower()
-    if kind == "begins":
-        return text.lower().startswith(arg.lower())
-    if kind == "ends":
-        return text.lower().endswith(arg.lower())
-    try:
-        number, limit = float(text), float(arg)
-    except ValueError:
-        raise ApiFailure(f"The filter type “{kind}” needs numbers; “{text[:40]}” or “{arg[:40]}” is not one.") from None
-    return {"lt": number < limit, "gt": number > limit, "lt_equal": number <= limit, "gt_equal": number >= limit}[kind]
-
-
-FILTER_TYPES = ("eq", "==", "ne", "!=", "contains", "begins", "ends", "lt", "gt", "lt_equal", "gt_equal")
-
-
-def _field(row: Any, name: str) -> Any:
-    """A field by name; dots go one level down, and a flat key may hold dots itself (issuer.commonName)."""
-    if not isinstance(row, dict):
-        return None
-    if name in row:
-        return row[name]
-    head, sep, rest = name.partition(".")
-    while sep:
-        if head in row:
-            found = _field(row[head], rest)
-            if found is not None:
-                return found
-        more_head, sep, rest = rest.partition(".")
-        head = f"{head}.{more_head}"
-    return None
-
-
-def apply_filters(data: Any, params: MultiDict) -> Any:
-    if params.get("api.filter.enable") != "1":
-        return data
-    filters = []
-    for key in params:
-        match = re.fullmatch(r"api\.filter\.([A-Za-z0-9_]+)\.field", key)
-        if match:
-            ident = match.group(1)
-            kind = params.get(f"api.filter.{ident}.type", "contains")
-            if kind not in FILTER_TYPES:
-                raise ApiFailure(f"Unknown filter type “{kind}” (use one of {', '.join(FILTER_TYPES)}).")
-            filters.append((params[key], kind, params.get(f"api.filter.{ident}.arg0", "")))
-    if not filters or not isinstance(data, dict):
-        return data
-    lists = [k for k, v in data.items() if isinstance(v, list)]
-    if len(lists) != 1:
-        return data
-    rows = data[lists[0]]
-    kept = [row for row in rows if all(_compare(kind, _field(row, name), arg) for name, kind, arg in filters)]
-    return {**data, lists[0]: kept}
-
-
 # --- dispatch --------------------------------------------------------------------------------
 
 
@@ -468,8 +331,8 @@ def _batch(params: MultiDict, caller: Caller) -> dict:
 def _respond(function: str, cpsess: str | None):
     params = MultiDict(request.values.items(multi=True))
     try:
-        caller = _authenticate(cpsess)
-    except ApiFailure as exc:
+        caller = authenticate_api_call(cpsess)
+    except ApiAuthError as exc:
         response = jsonify(envelope(function, False, exc.reason))
         response.status_code = exc.status
         if exc.status == 401:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from ..operations.tokens import new_cpsess
+from ..errors import InputError
+from ..operations.tokens import authenticate_token, new_cpsess
 from ..operations.users import (LoginError, LoginThrottled, PanelUser, authenticate, end_session, session_user,
                                 start_session)
 from .context import context
@@ -115,3 +119,85 @@ def logout():
     end_session(context(), session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+# --- the JSON API's callers ---------------------------------------------------------------------
+
+
+class ApiAuthError(Exception):
+    """The API call's credentials are refused: HTTP ``status`` (401, 403, 429) with this reason."""
+
+    def __init__(self, reason: str, status: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class Caller:
+    user: PanelUser
+    actor: str  # for the audit log: who, and through which credential
+
+
+CROSS_SITE_REFUSED = ("This API call came from another site (its Origin or Sec-Fetch-Site says so) and carries a "
+                      "password or a browser session; such calls are refused. Scripts authenticate with "
+                      "“Authorization: whm USER:TOKEN”.")
+
+
+def _is_cross_site() -> bool:
+    """True when a browser says this request was made by another site's page (Fetch Metadata, else Origin)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.strip().lower() not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not sent by a browser's cross-site fetch: scripts, curl
+    parts = urlsplit(origin.strip())
+    return parts.scheme != "https" or parts.netloc.lower() != request.host.lower()
+
+
+def _refuse_cross_site() -> None:
+    if _is_cross_site():
+        raise ApiAuthError(CROSS_SITE_REFUSED, 403)
+
+
+def authenticate_api_call(cpsess: str | None) -> Caller:
+    """Who calls the JSON API: an API token, HTTP Basic, or this browser session under its /cpsess prefix."""
+    ctx = context()
+    header = request.headers.get("Authorization", "")
+    remote = request.remote_addr or "-"
+    if header:
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "whm":
+            user, sep, token = credentials.partition(":")
+            if not sep or not user or not token:
+                raise ApiAuthError("The Authorization header must be “whm USER:TOKEN”.", 401)
+            try:
+                panel_user, info = authenticate_token(ctx, user, token)
+            except (LoginError, InputError) as exc:
+                raise ApiAuthError(exc.message, 401) from None
+            return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")
+        if scheme.lower() == "basic":
+            _refuse_cross_site()  # a browser may replay cached Basic credentials for another site's page
+            try:
+                user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                raise ApiAuthError("The Basic Authorization header is not valid base64 of USER:PASSWORD.", 401) from None
+            if not sep:
+                raise ApiAuthError("The Basic Authorization header must hold USER:PASSWORD.", 401)
+            try:
+                panel_user = authenticate(ctx, user, password, remote)
+            except LoginThrottled as exc:
+                raise ApiAuthError(exc.message, 429) from None
+            except LoginError as exc:
+                raise ApiAuthError(exc.message, 401) from None
+            return Caller(panel_user, f"{panel_user.name} (API, password, {remote})")
+        raise ApiAuthError("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
+    user = g.get("user")
+    if user is not None:
+        _refuse_cross_site()
+        if cpsess is None or cpsess != session.get("cpsess"):
+            raise ApiAuthError("A browser session calls the API under its own /cpsess… path prefix.", 401)
+        return Caller(user, f"{user.name} (web session, {remote})")
+    raise ApiAuthError("Authentication required: send “Authorization: whm USER:TOKEN” or HTTP Basic.", 401)
