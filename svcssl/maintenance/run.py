@@ -30,7 +30,7 @@ __all__ = ["NO_HOSTNAME_CERTIFICATE", "NO_MANAGEMENT", "TOUCH_FILES", "run_maint
 ACTOR = "maintenance"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceReport:
     service: str
     verdict: str  # the assessment's main reason code (ok, expired, self-signed, …)
@@ -118,8 +118,9 @@ def _facts_json(facts: CertificateFacts) -> dict:
 
 def _service_report(name: str, assessment: Assessment, action: str, outcome: str, ok: bool, before: str | None,
                     after: str | None, detail: str = "") -> ServiceReport:
-    return ServiceReport(name, assessment.code, assessment.summary, action, outcome, ok, before, after, detail,
-                         assessment.to_dict())
+    return ServiceReport(service=name, verdict=assessment.code, reason=assessment.summary, action=action,
+                         outcome=outcome, ok=ok, fingerprint_before=before, fingerprint_after=after, detail=detail,
+                         assessment=assessment.to_dict())
 
 
 def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> str:

@@ -48,7 +48,7 @@ _REFERENCE = re.compile(r"^(account|apache|service|keystore):([a-z0-9_.-]{0,32})
 # --- who may see what -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Visibility:
     user: str
     all_accounts: bool
@@ -69,16 +69,18 @@ class Visibility:
         return self.all_accounts or account in self.accounts
 
 
-ROOT = Visibility("root", True, frozenset(), True, True)
+ROOT = Visibility(user="root", all_accounts=True, accounts=frozenset(), apache=True, services=True)
 
 
 def visibility(ctx: Context, user: PanelUser | None) -> Visibility:
     """``None`` is the command line (root)."""
     if user is None or user.is_root:
-        return Visibility(user.name if user else "root", True, frozenset(), True, True)
+        return Visibility(user=user.name if user else "root", all_accounts=True, accounts=frozenset(), apache=True,
+                          services=True)
     if not user.may_manage_service_ssl:
         raise AccessDeniedError("You do not have the privilege to manage service SSL certificates. Ask root to grant it.")
-    return Visibility(user.name, False, frozenset(ctx.store.accounts_of(user.name)), False, True)
+    return Visibility(user=user.name, all_accounts=False, accounts=frozenset(ctx.store.accounts_of(user.name)),
+                      apache=False, services=True)
 
 
 def index(ctx: Context) -> CertificateIndex:
