@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from cryptography import x509
 from ..errors import InputError, SvcsslError
 from ..fsutil import read_bounded
 from ..settings import ServiceSettings
-from ..store import HistoryEntry
+from ..store import AuditEntry, HistoryEntry
 from ..deploy.layout import installed_certificate_path, installed_key_path
 from ..x509 import Bundle, assemble_bundle
 from ..x509.inspect import CertificateInfo, describe
@@ -216,3 +216,30 @@ def service_details(ctx: Context, name: str) -> ServiceDetails:
     status = service_status(ctx, service)
     chain = tuple(describe(c) for c in status.installed.chain) if status.installed else ()
     return ServiceDetails(status=status, chain=chain, history=tuple(ctx.store.history(service.name)))
+
+
+@dataclass(frozen=True)
+class ServiceComponents:
+    """A service's certificate with its private key and chain, as read from its files."""
+
+    status: ServiceStatus
+    key: object | None = field(repr=False)  # the private key, or None when its file could not be read
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        return self.status.installed.chain if self.status.installed else ()
+
+
+def export_service_components(ctx: Context, *, actor: str) -> list[ServiceComponents]:
+    """Every enabled service's certificate, private key and chain. Private keys leave the server: audited."""
+    components = []
+    for status in list_services(ctx):
+        try:
+            bundle = read_installed_bundle(status.service)
+        except SvcsslError:
+            components.append(ServiceComponents(status, None))
+        else:
+            components.append(ServiceComponents(status, bundle.key))
+    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "api fetch_service_ssl_components", None, None, None, "ok",
+                                   "private keys of every service returned"))
+    return components

@@ -21,7 +21,7 @@ from ..operations.autofill import (CertificateChoice, account_certificate_by_id,
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
 from ..operations.context import Context
 from ..operations.install import install_certificate
-from ..operations.inventory import list_services, read_installed_bundle, service_details
+from ..operations.inventory import export_service_components, service_details
 from ..operations.reset import reset_certificate
 from ..operations.tokens import create_login_session, use_login_session
 from ..operations.users import find_user
@@ -111,22 +111,17 @@ def _service_payload(ctx: Context, name: str) -> dict:
 def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
     _require_privilege(caller)
     services = []
-    statuses = {status.service.name: status for status in list_services(ctx)}
-    for service in ctx.settings.enabled_services():
-        try:
-            bundle = read_installed_bundle(service)
-            certificate, key, cabundle = (certificate_pem(bundle.leaf).decode(), key_pem(bundle.key).decode(),
-                                          chain_pem(bundle.chain).decode())
-            info = certificate_info(bundle.info)
-        except SvcsslError:
-            details = service_details(ctx, service.name).status
-            certificate = certificate_pem(details.installed.leaf).decode() if details.installed else ""
-            cabundle = chain_pem(details.installed.chain).decode() if details.installed else ""
-            key, info = "", certificate_info(details.info)
-        services.append({"service": service.name, "certificate": certificate, "key": key, "cabundle": cabundle,
-                         "certificate_info": info, "assessment": statuses[service.name].assessment.to_dict()})
-    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api fetch_service_ssl_components", None, None, None,
-                                   "ok", "private keys of every service returned"))
+    for component in export_service_components(ctx, actor=caller.actor):
+        status = component.status
+        key = component.key if component.key is not None and status.installed is not None else None
+        services.append({
+            "service": status.service.name,
+            "certificate": certificate_pem(status.installed.leaf).decode() if status.installed else "",
+            "key": key_pem(key).decode() if key is not None else "",
+            "cabundle": chain_pem(component.chain).decode() if status.installed else "",
+            "certificate_info": certificate_info(status.info),
+            "assessment": status.assessment.to_dict(),
+        })
     return ApiResult({"services": services})
 
 
