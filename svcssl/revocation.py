@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +23,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from .fsutil import atomic_write
+from .httpfetch import FetchError, FetchPolicy, fetch
 from .x509.inspect import access_urls, extension_value
 from .x509.signature import verify_signature
 from .x509.validate import issued_by
@@ -78,67 +76,17 @@ def _urls(leaf: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
 
 # --------------------------------------------------------------------------- HTTP
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    max_redirections = MAX_REDIRECTS
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to a non-HTTP URL {newurl}", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
-                    _HttpOnlyRedirects(), urllib.request.HTTPDefaultErrorHandler(),
-                    urllib.request.HTTPErrorProcessor()):
-        opener.add_handler(handler)
-    return opener
-
-
 def _http(url: str, *, timeout: float, max_bytes: int, body: bytes | None = None,
           content_type: str | None = None, accept: str | None = None) -> bytes:
-    """GET (or POST ``body``) ``url``; at most ``max_bytes``, all within about ``timeout`` seconds."""
-    headers = {"User-Agent": USER_AGENT}
-    if content_type:
-        headers["Content-Type"] = content_type
-    if accept:
-        headers["Accept"] = accept
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
-    deadline = time.monotonic() + timeout
+    """GET (or POST ``body``) ``url`` with the one fetch policy; CRL and OCSP servers may sit on local
+    addresses (a private CA), and CAs move their CRLs behind a few redirects."""
+    headers = {name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value}
+    policy = FetchPolicy(timeout=timeout, max_bytes=max_bytes, max_redirects=MAX_REDIRECTS, allow_local=True,
+                         user_agent=USER_AGENT)
     try:
-        with _opener().open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise _FetchError(f"the answer of {int(length):,} bytes is over the {max_bytes:,}-byte limit")
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise _FetchError(f"timed out after {timeout:g} s")
-                chunk = response.read(min(65536, max_bytes + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > max_bytes:
-                    raise _FetchError(f"the answer is over the {max_bytes:,}-byte limit")
-            return b"".join(chunks)
-    except _FetchError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise _FetchError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            raise _FetchError(f"timed out after {timeout:g} s") from None
-        raise _FetchError(getattr(reason, "strerror", None) or str(reason)) from None
-    except TimeoutError:
-        raise _FetchError(f"timed out after {timeout:g} s") from None
-    except (OSError, ValueError) as exc:
-        raise _FetchError(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__) from None
-    except Exception as exc:  # noqa: BLE001 - http.client errors (IncompleteRead, BadStatusLine …)
-        raise _FetchError(f"{type(exc).__name__}: {exc}") from None
+        return fetch(url, policy, body=body, headers=headers)
+    except FetchError as exc:
+        raise _FetchError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- signatures and formatting

@@ -12,14 +12,8 @@ caIssuers URL (AIA), with a timeout and a size cap, and used only when its signa
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
 import logging
-import socket
-import ssl
 import threading
-import time
-import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -27,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.x509.oid import NameOID
 
+from ..httpfetch import FetchError, FetchPolicy, fetch
 from ..x509.inspect import access_urls, is_self_signed, key_identifiers
 from ..x509.parse import read_downloaded_certificates
 from ..x509.validate import issued_by
@@ -87,82 +82,6 @@ def _parse_downloaded(data: bytes) -> list[x509.Certificate]:
     return list(read_downloaded_certificates(data))
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the address that was resolved and checked, not to a second DNS answer for the host."""
-
-    def __init__(self, host: str, port: int | None, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int | None, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
-def _resolve(host: str, port: int, allow_local: bool) -> tuple[str | None, str | None]:
-    """(the one address to connect to, None) or (None, why ``host`` must not be fetched)."""
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return None, f"{host} does not resolve"
-    addresses = [info[4][0] for info in infos]
-    if not allow_local:
-        for text in addresses:
-            address = ipaddress.ip_address(text.split("%", 1)[0])
-            if not address.is_global:
-                return None, f"{host} resolves to {address}, an address of this server's own network"
-    return (addresses[0], None) if addresses else (None, f"{host} does not resolve")
-
-
-def _get(url: str, timeout: float, max_bytes: int, allow_local: bool) -> tuple[bytes | None, str | None]:
-    """GET ``url`` once: resolved once and connected to the address checked (a second DNS answer cannot
-    send it elsewhere), no proxy from the environment, no redirect, at most ``max_bytes + 1`` bytes read
-    and ``timeout`` seconds in all. (body, None) or (None, why not)."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None, f"{url} was not downloaded: the port is not valid"
-    if not parts.hostname:
-        return None, f"{url} was not downloaded: the URL names no host"
-    address, refusal = _resolve(parts.hostname, port, allow_local)
-    if refusal:
-        return None, f"{url} was not downloaded: {refusal}"
-    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    connection = kind(parts.hostname, port, address, timeout)
-    deadline = time.monotonic() + timeout
-    try:
-        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                           headers={"User-Agent": "svcssl", "Connection": "close"})
-        response = connection.getresponse()
-        if response.status != 200:
-            return None, f"downloading {url} failed: HTTP {response.status} {response.reason}"
-        chunks, total = [], 0
-        while total <= max_bytes:
-            if time.monotonic() > deadline:
-                return None, f"downloading {url} failed: timed out"
-            chunk = response.read1(min(16384, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks), None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (getattr(exc, "reason", None) or exc)
-        return None, f"downloading {url} failed: {reason}"
-    finally:
-        connection.close()
-
-
 class AiaFetcher:
     """Download issuers from caIssuers URLs (http/https), with a timeout and size cap; remember what came back."""
 
@@ -186,11 +105,12 @@ class AiaFetcher:
         with self._lock:
             if url in self._cache:
                 return self._cache[url], None
-        data, problem = _get(url, self.timeout, self.max_bytes, self.allow_local)
-        if data is None:
-            return [], problem
-        if len(data) > self.max_bytes:
-            return [], f"{url} sent more than {self.max_bytes:,} bytes: ignored"
+        try:
+            data = fetch(url, FetchPolicy(timeout=self.timeout, max_bytes=self.max_bytes, allow_local=self.allow_local))
+        except FetchError as exc:
+            if exc.too_large:
+                return [], f"{url} sent more than {self.max_bytes:,} bytes: ignored"
+            return [], f"downloading {url} failed: {exc}"
         certificates = _parse_downloaded(data)
         if not certificates:
             return [], f"{url} did not send a certificate"
