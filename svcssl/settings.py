@@ -18,11 +18,14 @@ import os
 import socket
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from datetime import timezone
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, get_type_hints
 from urllib.parse import urlsplit
+
+from apscheduler.triggers.cron import CronTrigger
 
 from .errors import ConfigError
 from .fsutil import read_regular
@@ -177,6 +180,10 @@ def _schedule(value: str, where: str, reading: _Reading) -> str:
     if len(schedule.split()) != 5:
         raise ConfigError(f"configuration key '{where}' must be a cron expression with five fields, "
                           f"e.g. \"17 3 * * *\", not {schedule!r}")
+    try:
+        CronTrigger.from_crontab(schedule, timezone=timezone.utc)
+    except ValueError as exc:
+        raise ConfigError(f"configuration key '{where}' is not a valid cron expression: {exc}") from None
     return schedule
 
 

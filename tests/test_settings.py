@@ -131,6 +131,18 @@ def test_example_config_documents_every_service_key():
             assert getattr(service, f.name) == getattr(default, f.name), f"wrong default documented for '{f.name}'"
 
 
+@pytest.mark.parametrize("schedule, message", [
+    ("17 3 * *", "must be a cron expression with five fields"),
+    ("61 3 * * *", "'maintenance.schedule' is not a valid cron expression: Error validating expression '61'"),
+    ("17 3 * * 8", "'maintenance.schedule' is not a valid cron expression"),
+])
+def test_schedule_is_checked_at_load_with_apschedulers_parser(schedule, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_settings({"maintenance": {"schedule": schedule}}, base_dir=Path("/"))
+    assert build_settings({"maintenance": {"schedule": "*/5 1-3 * * mon-fri"}},
+                          base_dir=Path("/")).maintenance.schedule == "*/5 1-3 * * mon-fri"
+
+
 def test_ranges_are_refused_with_the_bound():
     for doc, message in (({"limits": {"max_input_bytes": 16383}}, "'limits.max_input_bytes' must be at least 16384"),
                          ({"certificates": {"self_signed_days": 0}},
