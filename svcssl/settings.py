@@ -4,6 +4,11 @@ With no file the embedded default applies: state in ``./state``, the hostname of
 this system, and the four WHM services writing under ``state/live/<service>/``
 with no reload command, so svcssl works without root. Unknown keys and wrong
 types are refused, naming the key. No I/O happens at import time.
+
+Each key is declared once, as a field of a section's dataclass made with ``setting()``: its TOML
+type, its default, and the hook that turns the TOML value into the field's value. The schema
+(allowed keys and their types) and the defaults are read from those fields; config.example.toml
+documents them and tests/test_settings.py checks it against them.
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ import hashlib
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from datetime import timezone
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, get_type_hints
 from urllib.parse import urlsplit
+
+from apscheduler.triggers.cron import CronTrigger
 
 from .errors import ConfigError
 from .fsutil import read_regular
@@ -26,6 +35,8 @@ PROBE_PROTOCOLS = ("tls", "smtp-starttls", "imap-starttls", "pop3-starttls", "ft
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 ENV_CONFIG = "SVCSSL_CONFIG"
 CONFIG_LIMIT = 1024 * 1024
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+HOME_ROOT = Path("/home")
 
 
 def parse_listen(listen: str, what: str = "listen address") -> tuple[str, int]:
@@ -37,235 +48,148 @@ def parse_listen(listen: str, what: str = "listen address") -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
-@dataclass(frozen=True)
-class ProbeAddress:
-    protocol: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.protocol}://{host}:{self.port}"
+# --- how a key is declared and read -----------------------------------------
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
-    name: str
-    kind: str
-    enabled: bool
-    description: str
-    cert_file: Path | None
-    key_file: Path | None
-    chain_file: Path | None
-    combined_file: Path | None
-    owner: str | None
-    group: str | None
-    key_mode: int
-    cert_mode: int
-    config_test: tuple[str, ...]
-    reload: tuple[str, ...]
-    probe: ProbeAddress | None
-    deprecated: bool = False
+class _Reading:
+    """What a key's hook may depend on: the config file's folder, and what [server] settled."""
+
+    base_dir: Path
+    state_dir: Path = Path()
+    hostname: str = ""
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    hostname: str
-    main_ip: str | None
-    state_dir: Path
-    listen: str
+Hook = Callable[[Any, str, _Reading], Any]  # (TOML value or the default, "table.key", reading) -> field value
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list of strings", dict: "a table"}
 
 
-@dataclass(frozen=True)
-class CertificateSettings:
-    key_type: str
-    self_signed_days: int
+def setting(default: Any = MISSING, toml: type = str, *, read: Hook | None = None, choices: tuple[str, ...] = (),
+            minimum: int | None = None, maximum: int | None = None) -> Any:
+    """A dataclass field that is a TOML key: its TOML type (``float`` = any number, ``list`` = of strings),
+    its default (no default = required), and the checks and hook its value goes through.
+
+    An absent key reads as the default, through the same hook. Without a hook a list becomes a tuple and a
+    number a float."""
+    return field(default=default, metadata={"toml": toml, "read": read, "choices": choices,
+                                            "minimum": minimum, "maximum": maximum})
 
 
-@dataclass(frozen=True)
-class LimitSettings:
-    max_input_bytes: int
+def declared_keys(cls: type) -> dict[str, type]:
+    """The TOML keys a section's dataclass declares, with their TOML types."""
+    return {f.name: f.metadata["toml"] for f in fields(cls) if "toml" in f.metadata}
 
 
-@dataclass(frozen=True)
-class DeploySettings:
-    command_timeout: float
-    probe_timeout: float
+def _has_type(value: Any, expected: type) -> bool:
+    if expected is bool or isinstance(value, bool):
+        return expected is bool and isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float))
+    if expected is list:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, expected)
 
 
-@dataclass(frozen=True)
-class AcmeSettings:
-    directory: str
-    email: str | None
-    verify: str | None  # CA file for the ACME server's own TLS; None = the system's CAs
-    key_type: str
-    http01_listen: str
-    webroot: Path | None
-    eab_kid: str | None
-    eab_hmac_key_file: Path | None
-    caa_identities: tuple[str, ...]
-    dns01_hook: tuple[str, ...]  # argv: validate over DNS-01 through this command instead of HTTP-01
-
-
-@dataclass(frozen=True)
-class DnsSettings:
-    nameservers: tuple[str, ...]  # "host" or "host:port"; empty = the system's resolvers
-    timeout: float
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    smtp_host: str | None  # None: no mail is sent
-    smtp_port: int
-    starttls: bool
-    username: str | None
-    password_file: Path | None
-    sender: str
-    recipient: str | None
-    expiry_days: int
-    panel_url: str | None
-    ca_file: Path | None = None  # CA certificates (PEM) the relay's STARTTLS certificate is checked against
-
-
-@dataclass(frozen=True)
-class MaintenanceSettings:
-    schedule: str  # cron expression (minute hour day month weekday)
-    own_ca_renew_days: int
-    other_renew_days: int
-
-
-@dataclass(frozen=True)
-class AccountSettings:
-    home_root: Path = Path("/home")  # <home_root>/<user>/ssl/certs/*.crt and ssl/keys/*.key
-
-
-APACHE_DEFAULT_CONFIGS = (Path("/etc/apache2/apache2.conf"), Path("/etc/httpd/conf/httpd.conf"))
-
-
-@dataclass(frozen=True)
-class ApacheSettings:
-    config_file: Path | None = None  # None: Debian's apache2.conf if it exists, else RHEL's httpd.conf
-
-    def candidates(self) -> tuple[Path, ...]:
-        return (self.config_file,) if self.config_file is not None else APACHE_DEFAULT_CONFIGS
-
-
-@dataclass(frozen=True)
-class CaBundleSettings:
-    dirs: tuple[Path, ...] = ()  # directories of CA certificates trusted for building CA bundles
-    aia_fetch: bool = False  # download a missing issuer from the certificate's caIssuers URL
-
-
-@dataclass(frozen=True)
-class Settings:
-    server: ServerSettings
-    certificates: CertificateSettings
-    limits: LimitSettings
-    deploy: DeploySettings
-    acme: AcmeSettings
-    dns: DnsSettings
-    notify: NotifySettings
-    maintenance: MaintenanceSettings
-    services: Mapping[str, ServiceSettings] = field(default_factory=dict)
-    source: Path | None = None
-    accounts: AccountSettings = field(default_factory=AccountSettings)
-    apache: ApacheSettings = field(default_factory=ApacheSettings)
-    cabundles: CaBundleSettings = field(default_factory=CaBundleSettings)
-
-    def enabled_services(self) -> list[ServiceSettings]:
-        return [s for s in self.services.values() if s.enabled]
-
-
-# --- schema -----------------------------------------------------------------
-
-_SERVER_KEYS: dict[str, type] = {"hostname": str, "main_ip": str, "state_dir": str, "listen": str}
-_CERTIFICATE_KEYS: dict[str, type] = {"key_type": str, "self_signed_days": int}
-_LIMIT_KEYS: dict[str, type] = {"max_input_bytes": int}
-_DEPLOY_KEYS: dict[str, type] = {"command_timeout": (int, float), "probe_timeout": (int, float)}  # type: ignore[dict-item]
-_ACME_KEYS: dict[str, Any] = {
-    "directory": str, "email": str, "verify": str, "key_type": str, "http01_listen": str, "webroot": str,
-    "eab_kid": str, "eab_hmac_key_file": str, "caa_identities": list, "dns01_hook": list,
-}
-_DNS_KEYS: dict[str, Any] = {"nameservers": list, "timeout": (int, float)}
-_NOTIFY_KEYS: dict[str, Any] = {
-    "smtp_host": str, "smtp_port": int, "starttls": bool, "username": str, "password_file": str, "sender": str,
-    "recipient": str, "expiry_days": int, "panel_url": str, "ca_file": str,
-}
-_MAINTENANCE_KEYS: dict[str, Any] = {"schedule": str, "own_ca_renew_days": int, "other_renew_days": int}
-_ACCOUNTS_KEYS: dict[str, Any] = {"home_root": str}
-_APACHE_KEYS: dict[str, Any] = {"config_file": str}
-_CABUNDLES_KEYS: dict[str, Any] = {"dirs": list, "aia_fetch": bool}
-_SERVICE_KEYS: dict[str, Any] = {
-    "kind": str,
-    "enabled": bool,
-    "description": str,
-    "cert_file": str,
-    "key_file": str,
-    "chain_file": str,
-    "combined_file": str,
-    "owner": str,
-    "group": str,
-    "key_mode": str,
-    "cert_mode": str,
-    "config_test": list,
-    "reload": list,
-    "probe": str,
-}
-_TOP_KEYS = ("server", "certificates", "limits", "deploy", "acme", "dns", "notify", "maintenance", "services",
-             "accounts", "apache", "cabundles")
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings", dict: "a table"}
-
-_DEFAULT_DESCRIPTIONS = {
-    "cpanel": "Calendar, Contacts, cPanel, WHM and Webmail (the panel itself)",
-    "dovecot": "Dovecot Mail Server (IMAP/POP3)",
-    "exim": "Exim Mail Server (SMTP)",
-    "ftp": "FTP Server (pure-ftpd)",
-    "mail_apns": "Apple Push Notification Service for iOS Mail (deprecated)",
-}
-
-
-def _check_keys(table: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> None:
+def _check_keys(table: Mapping[str, Any], schema: Mapping[str, type], where: str) -> None:
     for key, value in table.items():
         name = f"{where}.{key}" if where else key
         if key not in schema:
             allowed = ", ".join(sorted(schema))
             raise ConfigError(f"unknown configuration key '{name}' (allowed here: {allowed})")
-        expected = schema[key]
-        if expected is bool:
-            ok = isinstance(value, bool)
-        elif isinstance(expected, tuple):
-            ok = isinstance(value, expected) and not isinstance(value, bool)
-            expected = float
-        else:
-            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-        if expected is list and ok:
-            ok = all(isinstance(item, str) for item in value)
-        if not ok:
-            want = _TYPE_NAMES.get(expected, "a number")
+        if not _has_type(value, schema[key]):
+            want = _TYPE_NAMES[schema[key]]
             raise ConfigError(f"configuration key '{name}' must be {want}, not {type(value).__name__}")
 
 
-def _table(doc: Mapping[str, Any], key: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The top-level table ``key`` (empty when absent), its keys and types checked against ``schema``."""
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"configuration key '{key}' must be a table ([{key}])")
-    _check_keys(value, schema, key)
+def _convert(value: Any, meta: Mapping[str, Any], where: str, reading: _Reading) -> Any:
+    choices, low, high = meta["choices"], meta["minimum"], meta["maximum"]
+    if choices and value not in choices:
+        raise ConfigError(f"configuration key '{where}' must be one of {', '.join(choices)}, not {value!r}")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ConfigError(f"configuration key '{where}' must be between {low} and {high}")
+    if low is not None and value < low:
+        raise ConfigError(f"configuration key '{where}' must be at least {low}")
+    if meta["read"] is not None:
+        return meta["read"](value, where, reading)
+    if meta["toml"] is list:
+        return tuple(value)
+    if meta["toml"] is float:
+        return float(value)
     return value
 
 
-def _key_type(table: Mapping[str, Any], where: str) -> str:
-    key_type = table.get("key_type", "rsa-2048")
-    if key_type not in KEY_TYPES:
-        raise ConfigError(f"configuration key '{where}.key_type' must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
-    return key_type
+def _read(cls: type, table: Mapping[str, Any], where: str, reading: _Reading) -> dict[str, Any]:
+    """One table: keys and types checked against ``cls``'s fields, then every declared key read in field order."""
+    _check_keys(table, declared_keys(cls), where)
+    values = {}
+    for f in fields(cls):
+        if "toml" not in f.metadata:
+            continue
+        name = f"{where}.{f.name}"
+        if f.name in table:
+            value = table[f.name]
+        elif f.default is not MISSING:
+            value = f.default
+        else:
+            choices = f.metadata["choices"]
+            hint = f" (one of {', '.join(choices)})" if choices else ""
+            raise ConfigError(f"configuration key '{name}' is required{hint}")
+        values[f.name] = _convert(value, f.metadata, name, reading)
+    return values
 
 
-def _mode(value: str | None, default: int, where: str) -> int:
-    if value is None:
-        return default
+# --- hooks: per-key readings beyond type, choices and range ------------------
+
+
+def _optional(value: str | None, where: str, reading: _Reading) -> str | None:
+    return value or None  # "" means unset
+
+
+def _path(value: str | None, where: str, reading: _Reading) -> Path | None:
+    """A file; relative to state_dir; "" means none."""
+    if value is None or value == "":
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else reading.state_dir / path
+
+
+def _paths(values: tuple[str, ...], where: str, reading: _Reading) -> tuple[Path, ...]:
+    return tuple(p for p in (_path(v, where, reading) for v in values) if p is not None)
+
+
+def _home_root(value: str | Path, where: str, reading: _Reading) -> Path | None:
+    return _path(value or HOME_ROOT, where, reading)  # type: ignore[arg-type]
+
+
+def _state_dir(value: str | Path, where: str, reading: _Reading) -> Path:
+    state_dir = Path(value)
+    return state_dir if state_dir.is_absolute() else (reading.base_dir / state_dir).absolute()
+
+
+def _hostname(value: str, where: str, reading: _Reading) -> str:
+    return (value or system_hostname()).strip().rstrip(".").lower()
+
+
+def _sender(value: str, where: str, reading: _Reading) -> str:
+    return value or f"svcssl@{reading.hostname}"
+
+
+def _schedule(value: str, where: str, reading: _Reading) -> str:
+    schedule = value or default_schedule(reading.hostname)
+    if len(schedule.split()) != 5:
+        raise ConfigError(f"configuration key '{where}' must be a cron expression with five fields, "
+                          f"e.g. \"17 3 * * *\", not {schedule!r}")
+    try:
+        CronTrigger.from_crontab(schedule, timezone=timezone.utc)
+    except ValueError as exc:
+        raise ConfigError(f"configuration key '{where}' is not a valid cron expression: {exc}") from None
+    return schedule
+
+
+def _mode(value: str | int, where: str, reading: _Reading) -> int:
+    if isinstance(value, int):  # the declared default
+        return value
     try:
         mode = int(value, 8)
     except ValueError:
@@ -273,6 +197,10 @@ def _mode(value: str | None, default: int, where: str) -> int:
     if not 0 <= mode <= 0o777:
         raise ConfigError(f"configuration key '{where}' must be a file mode between \"0000\" and \"0777\"")
     return mode
+
+
+def _probe(value: str | None, where: str, reading: _Reading) -> ProbeAddress | None:
+    return parse_probe(value, where) if value else None
 
 
 def parse_probe(value: str, where: str = "probe") -> ProbeAddress:
@@ -290,50 +218,185 @@ def parse_probe(value: str, where: str = "probe") -> ProbeAddress:
     return ProbeAddress(parts.scheme, parts.hostname, port)
 
 
-def _path(value: str | None, state_dir: Path) -> Path | None:
-    if value is None or value == "":
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else state_dir / path
+# --- the settings: one field per key ------------------------------------------
 
 
-def _service(name: str, table: Mapping[str, Any], state_dir: Path) -> ServiceSettings:
+@dataclass(frozen=True)
+class ProbeAddress:
+    protocol: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.protocol}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """A [services.NAME] table."""
+
+    name: str
+    kind: str = setting(choices=SERVICE_KINDS)  # required
+    enabled: bool = setting(True, bool)  # false by default for kind "apns"
+    description: str = setting("")  # "" = WHM's description of a default service, else its name
+    cert_file: Path | None = setting(None, read=_path)
+    key_file: Path | None = setting(None, read=_path)
+    chain_file: Path | None = setting(None, read=_path)
+    combined_file: Path | None = setting(None, read=_path)
+    owner: str | None = setting(None, read=_optional)
+    group: str | None = setting(None, read=_optional)
+    key_mode: int = setting(0o600, read=_mode)  # TOML: an octal string, "0600"
+    cert_mode: int = setting(0o644, read=_mode)
+    config_test: tuple[str, ...] = setting((), list)
+    reload: tuple[str, ...] = setting((), list)
+    probe: ProbeAddress | None = setting(None, read=_probe)
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    hostname: str = setting("", read=_hostname)  # "" = this system's hostname
+    main_ip: str | None = setting(None, read=_optional)
+    state_dir: Path = setting(Path("state"), read=_state_dir)  # relative to the config file's folder
+    listen: str = setting("0.0.0.0:2087")
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    key_type: str = setting("rsa-2048", choices=KEY_TYPES)
+    self_signed_days: int = setting(365, int, minimum=1, maximum=3650)
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_input_bytes: int = setting(1024 * 1024, int, minimum=16 * 1024)
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    command_timeout: float = setting(60.0, float)
+    probe_timeout: float = setting(15.0, float)
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    directory: str = setting(LETS_ENCRYPT)
+    email: str | None = setting(None, read=_optional)
+    verify: str | None = setting(None, read=_optional)  # CA file for the ACME server's own TLS; None = the system's CAs
+    key_type: str = setting("rsa-2048", choices=KEY_TYPES)
+    http01_listen: str = setting("0.0.0.0:80")
+    webroot: Path | None = setting(None, read=_path)
+    eab_kid: str | None = setting(None, read=_optional)
+    eab_hmac_key_file: Path | None = setting(None, read=_path)
+    caa_identities: tuple[str, ...] = setting(("letsencrypt.org",), list)
+    dns01_hook: tuple[str, ...] = setting((), list)  # argv: validate over DNS-01 through this command, not HTTP-01
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: tuple[str, ...] = setting((), list)  # "host" or "host:port"; empty = the system's resolvers
+    timeout: float = setting(3.0, float)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    smtp_host: str | None = setting(None, read=_optional)  # None: no mail is sent
+    smtp_port: int = setting(25, int)
+    starttls: bool = setting(False, bool)
+    username: str | None = setting(None, read=_optional)
+    password_file: Path | None = setting(None, read=_path)
+    sender: str = setting("", read=_sender)  # "" = svcssl@<hostname>
+    recipient: str | None = setting(None, read=_optional)
+    expiry_days: int = setting(20, int)
+    panel_url: str | None = setting(None, read=_optional)
+    ca_file: Path | None = setting(None, read=_path)  # CA certificates (PEM) to check the relay's STARTTLS against
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    schedule: str = setting("", read=_schedule)  # cron, 5 fields; "" = daily at a minute from the hostname
+    own_ca_renew_days: int = setting(25, int)
+    other_renew_days: int = setting(3, int)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    home_root: Path = setting(HOME_ROOT, read=_home_root)  # <home_root>/<user>/ssl/certs/*.crt and ssl/keys/*.key
+
+
+APACHE_DEFAULT_CONFIGS = (Path("/etc/apache2/apache2.conf"), Path("/etc/httpd/conf/httpd.conf"))
+
+
+@dataclass(frozen=True)
+class ApacheSettings:
+    config_file: Path | None = setting(None, read=_path)  # None: Debian's apache2.conf if it exists, else RHEL's
+
+    def candidates(self) -> tuple[Path, ...]:
+        return (self.config_file,) if self.config_file is not None else APACHE_DEFAULT_CONFIGS
+
+
+@dataclass(frozen=True)
+class CaBundleSettings:
+    dirs: tuple[Path, ...] = setting((), list, read=_paths)  # directories of CA certificates trusted for CA bundles
+    aia_fetch: bool = setting(False, bool)  # download a missing issuer from the certificate's caIssuers URL
+
+
+_TABLE = {"toml": dict}
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(metadata=_TABLE)
+    certificates: CertificateSettings = field(metadata=_TABLE)
+    limits: LimitSettings = field(metadata=_TABLE)
+    deploy: DeploySettings = field(metadata=_TABLE)
+    acme: AcmeSettings = field(metadata=_TABLE)
+    dns: DnsSettings = field(metadata=_TABLE)
+    notify: NotifySettings = field(metadata=_TABLE)
+    maintenance: MaintenanceSettings = field(metadata=_TABLE)
+    services: Mapping[str, ServiceSettings] = field(default_factory=dict, metadata=_TABLE)
+    source: Path | None = None
+    accounts: AccountSettings = field(default_factory=AccountSettings, metadata=_TABLE)
+    apache: ApacheSettings = field(default_factory=ApacheSettings, metadata=_TABLE)
+    cabundles: CaBundleSettings = field(default_factory=CaBundleSettings, metadata=_TABLE)
+
+    def enabled_services(self) -> list[ServiceSettings]:
+        return [s for s in self.services.values() if s.enabled]
+
+
+@cache
+def sections() -> dict[str, type]:
+    """The top-level tables read key by key from their dataclass: every one but [services]."""
+    hints = get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings) if is_dataclass(hints[f.name])}
+
+
+# --- reading a document -------------------------------------------------------
+
+_DEFAULT_DESCRIPTIONS = {
+    "cpanel": "Calendar, Contacts, cPanel, WHM and Webmail (the panel itself)",
+    "dovecot": "Dovecot Mail Server (IMAP/POP3)",
+    "exim": "Exim Mail Server (SMTP)",
+    "ftp": "FTP Server (pure-ftpd)",
+    "mail_apns": "Apple Push Notification Service for iOS Mail (deprecated)",
+}
+
+
+def _service(name: str, table: Mapping[str, Any], reading: _Reading) -> ServiceSettings:
     where = f"services.{name}"
     if not isinstance(table, dict):
         raise ConfigError(f"configuration key '{where}' must be a table ([{where}])")
-    _check_keys(table, _SERVICE_KEYS, where)
     kind = table.get("kind")
-    if kind is None:
-        raise ConfigError(f"configuration key '{where}.kind' is required (one of {', '.join(SERVICE_KINDS)})")
-    if kind not in SERVICE_KINDS:
-        raise ConfigError(f"configuration key '{where}.kind' must be one of {', '.join(SERVICE_KINDS)}, not {kind!r}")
-    cert_file = _path(table.get("cert_file"), state_dir)
-    key_file = _path(table.get("key_file"), state_dir)
-    combined_file = _path(table.get("combined_file"), state_dir)
-    if not ((cert_file and key_file) or combined_file):
+    values = _read(ServiceSettings, {"enabled": kind != "apns", **table}, where, reading)
+    cert_file, key_file = values["cert_file"], values["key_file"]
+    if not ((cert_file and key_file) or values["combined_file"]):
         raise ConfigError(f"service '{name}' needs 'cert_file' and 'key_file', or 'combined_file', or both")
     if (cert_file is None) != (key_file is None):
         missing = "key_file" if key_file is None else "cert_file"
         raise ConfigError(f"service '{name}' sets only one of 'cert_file' and 'key_file': add '{missing}'")
-    probe = table.get("probe")
-    return ServiceSettings(
-        name=name,
-        kind=kind,
-        enabled=table.get("enabled", kind != "apns"),
-        description=table.get("description") or _DEFAULT_DESCRIPTIONS.get(name, name),
-        cert_file=cert_file,
-        key_file=key_file,
-        chain_file=_path(table.get("chain_file"), state_dir),
-        combined_file=combined_file,
-        owner=table.get("owner") or None,
-        group=table.get("group") or None,
-        key_mode=_mode(table.get("key_mode"), 0o600, f"{where}.key_mode"),
-        cert_mode=_mode(table.get("cert_mode"), 0o644, f"{where}.cert_mode"),
-        config_test=tuple(table.get("config_test", ())),
-        reload=tuple(table.get("reload", ())),
-        probe=parse_probe(probe, f"{where}.probe") if probe else None,
-        deprecated=kind == "apns",
-    )
+    values["description"] = values["description"] or _DEFAULT_DESCRIPTIONS.get(name, name)
+    return ServiceSettings(name=name, deprecated=kind == "apns", **values)
 
 
 def default_services() -> dict[str, dict[str, Any]]:
@@ -368,92 +431,14 @@ def system_hostname() -> str:
 
 def build_settings(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Settings:
     """Turn a parsed TOML document into Settings. ``base_dir`` anchors a relative state_dir."""
-    _check_keys(doc, {k: dict for k in _TOP_KEYS}, "")
-    server = _table(doc, "server", _SERVER_KEYS)
-    certificates = _table(doc, "certificates", _CERTIFICATE_KEYS)
-    limits = _table(doc, "limits", _LIMIT_KEYS)
-    deploy = _table(doc, "deploy", _DEPLOY_KEYS)
-
-    state_dir = Path(server.get("state_dir", "state"))
-    if not state_dir.is_absolute():
-        state_dir = (base_dir / state_dir).absolute()
-    hostname = (server.get("hostname") or system_hostname()).strip().rstrip(".").lower()
-    key_type = _key_type(certificates, "certificates")
-    days = certificates.get("self_signed_days", 365)
-    if not 1 <= days <= 3650:
-        raise ConfigError("configuration key 'certificates.self_signed_days' must be between 1 and 3650")
-    max_input = limits.get("max_input_bytes", 1024 * 1024)
-    if max_input < 16 * 1024:
-        raise ConfigError("configuration key 'limits.max_input_bytes' must be at least 16384")
-
-    acme = _table(doc, "acme", _ACME_KEYS)
-    acme_key_type = _key_type(acme, "acme")
-    dns_table = _table(doc, "dns", _DNS_KEYS)
-    notify = _table(doc, "notify", _NOTIFY_KEYS)
-    maintenance = _table(doc, "maintenance", _MAINTENANCE_KEYS)
-    schedule = maintenance.get("schedule") or default_schedule(hostname)
-    if len(schedule.split()) != 5:
-        raise ConfigError("configuration key 'maintenance.schedule' must be a cron expression with five fields, "
-                          f"e.g. \"17 3 * * *\", not {schedule!r}")
-
-    accounts = _table(doc, "accounts", _ACCOUNTS_KEYS)
-    home_root = _path(accounts.get("home_root") or "/home", state_dir)
-    apache = _table(doc, "apache", _APACHE_KEYS)
-    cabundles = _table(doc, "cabundles", _CABUNDLES_KEYS)
-    ca_dirs = tuple(p for p in (_path(d, state_dir) for d in cabundles.get("dirs", ())) if p is not None)
-
+    _check_keys(doc, {f.name: dict for f in fields(Settings) if "toml" in f.metadata}, "")
+    server = ServerSettings(**_read(ServerSettings, doc.get("server", {}), "server", _Reading(base_dir)))
+    reading = _Reading(base_dir, server.state_dir, server.hostname)
+    tables = {name: cls(**_read(cls, doc.get(name, {}), name, reading))
+              for name, cls in sections().items() if name != "server"}
     services_doc = doc["services"] if "services" in doc else default_services()
-    services = {name: _service(name, table, state_dir) for name, table in services_doc.items()}
-    return Settings(
-        server=ServerSettings(
-            hostname=hostname,
-            main_ip=server.get("main_ip") or None,
-            state_dir=state_dir,
-            listen=server.get("listen", "0.0.0.0:2087"),
-        ),
-        certificates=CertificateSettings(key_type=key_type, self_signed_days=days),
-        limits=LimitSettings(max_input_bytes=max_input),
-        deploy=DeploySettings(
-            command_timeout=float(deploy.get("command_timeout", 60)),
-            probe_timeout=float(deploy.get("probe_timeout", 15)),
-        ),
-        acme=AcmeSettings(
-            directory=acme.get("directory", LETS_ENCRYPT),
-            email=acme.get("email") or None,
-            verify=acme.get("verify") or None,
-            key_type=acme_key_type,
-            http01_listen=acme.get("http01_listen", "0.0.0.0:80"),
-            webroot=_path(acme.get("webroot"), state_dir),
-            eab_kid=acme.get("eab_kid") or None,
-            eab_hmac_key_file=_path(acme.get("eab_hmac_key_file"), state_dir),
-            caa_identities=tuple(acme.get("caa_identities", ["letsencrypt.org"])),
-            dns01_hook=tuple(acme.get("dns01_hook", ())),
-        ),
-        dns=DnsSettings(nameservers=tuple(dns_table.get("nameservers", ())),
-                        timeout=float(dns_table.get("timeout", 3.0))),
-        notify=NotifySettings(
-            smtp_host=notify.get("smtp_host") or None,
-            smtp_port=notify.get("smtp_port", 25),
-            starttls=notify.get("starttls", False),
-            username=notify.get("username") or None,
-            password_file=_path(notify.get("password_file"), state_dir),
-            sender=notify.get("sender") or f"svcssl@{hostname}",
-            recipient=notify.get("recipient") or None,
-            expiry_days=notify.get("expiry_days", 20),
-            panel_url=notify.get("panel_url") or None,
-            ca_file=_path(notify.get("ca_file"), state_dir),
-        ),
-        maintenance=MaintenanceSettings(
-            schedule=schedule,
-            own_ca_renew_days=maintenance.get("own_ca_renew_days", 25),
-            other_renew_days=maintenance.get("other_renew_days", 3),
-        ),
-        services=MappingProxyType(services),
-        source=source,
-        accounts=AccountSettings(home_root=home_root),
-        apache=ApacheSettings(config_file=_path(apache.get("config_file"), state_dir)),
-        cabundles=CaBundleSettings(dirs=ca_dirs, aia_fetch=cabundles.get("aia_fetch", False)),
-    )
+    services = {name: _service(name, table, reading) for name, table in services_doc.items()}
+    return Settings(server=server, **tables, services=MappingProxyType(services), source=source)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
 from svcssl.errors import ConfigError
-from svcssl.settings import build_settings, load_settings
+from svcssl.settings import ServiceSettings, build_settings, declared_keys, load_settings, sections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,21 +65,91 @@ def test_bad_configuration_is_refused_with_the_key_name(doc, message):
         build_settings(doc, base_dir=Path("/"))
 
 
-def test_example_config_documents_every_key_and_loads():
+# Keys whose value in config.example.toml is deliberately not the default: a placeholder for the
+# reader's own value, or Debian's layout. Every other key shows its default.
+EXAMPLE_NOT_DEFAULT = {
+    "server.hostname": "a placeholder; the default is this system's hostname",
+    "server.state_dir": "Debian's /var/lib/svcssl; the default is ./state",
+    "acme.email": "a placeholder; the default is none",
+    "notify.smtp_host": "a local relay; the default is none (no mail)",
+    "notify.sender": "a placeholder; the default is svcssl@<hostname>",
+    "notify.recipient": "a placeholder; the default is none (no mail)",
+    "maintenance.schedule": "an example; the default is a daily minute derived from the hostname",
+}
+
+
+HOSTNAME = "svcssl-test.invalid"  # fixed, so that defaults derived from the hostname compare
+
+
+def _read_alone(table, key, value, base_dir):
+    """The field ``table.key`` as read from a document that sets only that key (and a fixed hostname)."""
+    doc = {"server": {"hostname": HOSTNAME}}
+    doc[table] = {**doc.get(table, {}), key: value}
+    return getattr(getattr(build_settings(doc, base_dir=base_dir), table), key)
+
+
+def test_example_config_documents_every_key_and_loads(tmp_path):
     example = ROOT / "config.example.toml"
     settings = load_settings(example)
     assert set(settings.services) >= {"cpanel", "dovecot", "exim", "ftp", "mail_apns"}
     exim = settings.services["exim"]
     assert exim.group == "Debian-exim" and exim.key_mode == 0o640
     assert settings.services["dovecot"].reload[0] == "doveadm"
-    text = example.read_text()
-    from svcssl import settings as module
-    for table in (module._SERVER_KEYS, module._CERTIFICATE_KEYS, module._LIMIT_KEYS, module._DEPLOY_KEYS,
-                  module._ACME_KEYS, module._DNS_KEYS, module._NOTIFY_KEYS, module._MAINTENANCE_KEYS,
-                  module._SERVICE_KEYS, module._ACCOUNTS_KEYS, module._APACHE_KEYS, module._CABUNDLES_KEYS):
-        for key in table:
-            assert f"{key} =" in text, f"config.example.toml does not document '{key}'"
-    tomllib.loads(text)
+    doc = tomllib.loads(example.read_text())
+    declared = {f"{table}.{key}" for table, cls in sections().items() for key in declared_keys(cls)}
+    assert set(EXAMPLE_NOT_DEFAULT) <= declared
+    defaults = build_settings({"server": {"hostname": HOSTNAME}}, base_dir=tmp_path)
+    for table, cls in sections().items():
+        for key in declared_keys(cls):
+            name = f"{table}.{key}"
+            assert key in doc.get(table, {}), f"config.example.toml does not document '{name}'"
+            shown = _read_alone(table, key, doc[table][key], tmp_path)
+            default = getattr(getattr(defaults, table), key)
+            if name in EXAMPLE_NOT_DEFAULT:
+                assert shown != default, f"'{name}' shows its default now: drop it from EXAMPLE_NOT_DEFAULT"
+            else:
+                assert shown == default, f"config.example.toml shows '{name}' = {doc[table][key]!r}, not its default"
+
+
+def test_example_config_documents_every_service_key():
+    text = (ROOT / "config.example.toml").read_text()
+    block = text[text.index("# Keys of a service:"):text.index("# Commands are argv lists")]
+    services = tomllib.loads(text)["services"]
+    minimal = {"kind": "generic", "combined_file": "/a"}
+    default = build_settings({"services": {"x": minimal}}, base_dir=Path("/")).services["x"]
+    for f in fields(ServiceSettings):
+        if f.name not in declared_keys(ServiceSettings):
+            continue
+        line = re.search(rf"^#\s+(?:\w+, )*{f.name}\b.*$", block, re.M)
+        assert line, f"config.example.toml does not document the service key '{f.name}'"
+        assert any(f.name in service for service in services.values()), f"no example service sets '{f.name}'"
+        if f.default not in (MISSING, None, "", ()):
+            documented = re.search(r"\(default ([^;)]+)", line.group())
+            assert documented, f"the service key '{f.name}' is documented without its default"
+            value = tomllib.loads(f"v = {documented.group(1)}")["v"]
+            service = build_settings({"services": {"x": {**minimal, f.name: value}}}, base_dir=Path("/")).services["x"]
+            assert getattr(service, f.name) == getattr(default, f.name), f"wrong default documented for '{f.name}'"
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ("17 3 * *", "must be a cron expression with five fields"),
+    ("61 3 * * *", "'maintenance.schedule' is not a valid cron expression: Error validating expression '61'"),
+    ("17 3 * * 8", "'maintenance.schedule' is not a valid cron expression"),
+])
+def test_schedule_is_checked_at_load_with_apschedulers_parser(schedule, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_settings({"maintenance": {"schedule": schedule}}, base_dir=Path("/"))
+    assert build_settings({"maintenance": {"schedule": "*/5 1-3 * * mon-fri"}},
+                          base_dir=Path("/")).maintenance.schedule == "*/5 1-3 * * mon-fri"
+
+
+def test_ranges_are_refused_with_the_bound():
+    for doc, message in (({"limits": {"max_input_bytes": 16383}}, "'limits.max_input_bytes' must be at least 16384"),
+                         ({"certificates": {"self_signed_days": 0}},
+                          "'certificates.self_signed_days' must be between 1 and 3650"),
+                         ({"deploy": {"command_timeout": True}}, "'deploy.command_timeout' must be a number, not bool")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_settings(doc, base_dir=Path("/"))
 
 
 def test_discovery_settings_defaults_and_refusals(tmp_path):

@@ -9,7 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..errors import ConfigError, LockTimeoutError
+from ..errors import LockTimeoutError
 from ..operations.browse import REFRESH_INTERVAL, refresh_index
 from ..operations.context import open_context
 from ..settings import Settings
@@ -43,10 +43,7 @@ def scheduled_index_refresh(settings: Settings) -> None:
 
 
 def start_scheduler(settings: Settings) -> BackgroundScheduler:
-    try:
-        trigger = CronTrigger.from_crontab(settings.maintenance.schedule, timezone=timezone.utc)
-    except ValueError as exc:
-        raise ConfigError(f"configuration key 'maintenance.schedule' is not a valid cron expression: {exc}") from None
+    trigger = CronTrigger.from_crontab(settings.maintenance.schedule, timezone=timezone.utc)  # checked at load
     scheduler = BackgroundScheduler(timezone=timezone.utc)
     scheduler.add_job(scheduled_run, trigger, args=(settings,), id="maintenance", name="svcssl maintenance run",
                       max_instances=1, coalesce=True, misfire_grace_time=3600)
