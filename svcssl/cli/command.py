@@ -76,7 +76,7 @@ def expand_abbreviations(command: click.Command, ctx: click.Context, args: list[
                 out[i - 1] = name + equals + value
         if name in takes_value and not equals:
             if i >= len(out) or _looks_like_an_option(out[i]):
-                many = name in getattr(command, "many_valued", ())
+                many = name in getattr(command, "many_valued", ())  # a Group has none
                 raise click.UsageError(f"argument {name}: expected {'at least' if many else ''} one argument"
                                        .replace("  ", " "), ctx)
             i += 1  # its value
@@ -96,6 +96,8 @@ def _looks_like_an_option(word: str) -> bool:
 
 class Command(click.Command):
     """A leaf command: long options may be abbreviated and extra arguments are refused, as with argparse."""
+
+    many_valued: tuple[str, ...] = ()  # options that took several values (argparse's nargs="+")
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.allow_extra_args = True
