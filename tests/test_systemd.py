@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, require_binaries, write_config
-from svcssl.cli import build_parser
+from svcssl.cli import parse
 from svcssl.settings import load_settings
 
 UNITS = REPO_ROOT / "contrib" / "systemd"
@@ -71,15 +71,14 @@ def test_systemd_analyze_verify_passes_on_all_three_units_without_a_warning(tmp_
 
 
 def test_the_units_run_svcssl_the_way_the_command_line_takes_it():
-    parser = build_parser()
     panel = read_unit(UNITS / "svcssl.service")["Service"]
     job = read_unit(UNITS / "svcssl-maintenance.service")["Service"]
     timer = read_unit(UNITS / "svcssl-maintenance.timer")["Timer"]
 
-    serve = parser.parse_args(panel["ExecStart"][0].split()[1:])
-    assert serve.command == "serve" and serve.log_level == "info"
-    run = parser.parse_args(job["ExecStart"][0].split()[1:])
-    assert (run.command, run.maintenance_command, run.dry_run) == ("maintenance", "run", False)
+    serve = parse(panel["ExecStart"][0].split()[1:])
+    assert serve.command == ("serve",) and serve.log_level == "info"
+    run = parse(job["ExecStart"][0].split()[1:])
+    assert (run.command, run.args.dry_run) == (("maintenance", "run"), False)
     assert panel["Restart"] == ["on-failure"]
     assert job["Type"] == ["oneshot"] and "Restart" not in job
     for unit in (panel, job):

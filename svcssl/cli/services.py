@@ -1,0 +1,216 @@
+"""The service commands: list, check, details, install, reset, rollback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import click
+
+from ..errors import InputError
+from ..fsutil import read_bounded
+from ..operations.context import Context
+from ..operations.install import install_certificate
+from ..operations.inventory import ServiceStatus, list_services, service_details
+from ..operations.livecheck import LiveCheck, check_services, check_statuses
+from ..operations.reset import reset_certificate
+from ..operations.rollback import rollback_certificate
+from ..whm import certificate_info
+from .command import CLI_ACTOR, EXIT_FAILED, EXIT_OK, Command, print_table, refresh_first, report, runs
+
+
+def _live_json(check: LiveCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {"state": check.state, "probe": check.probe, "served_fingerprint": check.served_fingerprint,
+            "active_fingerprint": check.active_fingerprint, "detail": check.detail}
+
+
+def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[str, Any]:
+    return {
+        "service": status.service.name,
+        "description": status.service.description,
+        "kind": status.service.kind,
+        "enabled": status.service.enabled,
+        "deprecated": status.service.deprecated,
+        "fingerprint": status.fingerprint,
+        "active_fingerprint": status.active.fingerprint if status.active else None,
+        "certificate_info": certificate_info(status.info),
+        "flags": list(status.flags),
+        "assessment": status.assessment.to_dict(),
+        "drift": status.drift,
+        "problem": status.problem,
+        "live": _live_json(live),
+    }
+
+
+@click.command("list", cls=Command, help="the services and their certificates")
+@click.option("--json", is_flag=True)
+@click.option("--all", is_flag=True, help="include disabled services")
+@click.option("--no-probe", is_flag=True, help="do not probe what each port serves")
+@runs
+def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
+    statuses = list_services(ctx, include_disabled=args.all)
+    live = {} if args.no_probe else {c.service: c for c in check_statuses(ctx, statuses)}
+    if args.json:
+        print(json.dumps([_status_json(s, live.get(s.service.name)) for s in statuses], indent=2))
+        return EXIT_OK
+    now = ctx.now()
+    rows = [["SERVICE", "DOMAINS", "EXPIRES", "KEY", "ISSUER", "LIVE", "VERDICT", "FLAGS"]]
+    for status in statuses:
+        info = status.info
+        check = live.get(status.service.name)
+        live_text = check.state if check else "-"
+        if info is None:
+            rows.append([status.service.name, "-", "-", "-", "-", live_text, status.assessment.verdict,
+                         status.problem or ""])
+            continue
+        days = info.days_left(now)
+        flags = list(status.flags)
+        if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
+            flags.append("served certificate differs from installed")
+        rows.append([
+            status.service.name + (" (deprecated)" if status.service.deprecated else ""),
+            ", ".join(info.domains),
+            f"{info.not_after:%Y-%m-%d} ({days} days)",
+            info.key_label,
+            info.issuer_label,
+            live_text,
+            status.assessment.verdict,
+            ", ".join(flags) or "ok",
+        ])
+    print_table(rows)
+    for status in statuses:
+        if not status.assessment.ok:
+            print(f"{status.service.name}: {status.assessment.summary}")
+    return EXIT_OK
+
+
+@click.command("check", cls=Command, help="probe each service: does its port serve the installed certificate?")
+@click.argument("service", nargs=-1)
+@click.option("--json", is_flag=True)
+@runs
+def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
+    checks = check_services(ctx, args.service)
+    if args.json:
+        print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,
+                           **_live_json(c)} for c in checks], indent=2))
+    else:
+        rows = [["SERVICE", "PROBE", "SVCSSL", "FILES", "SERVED", "STATE"]]
+        for c in checks:
+            rows.append([c.service, c.probe or "-", (c.active_fingerprint or "-")[:16], (c.installed_fingerprint or "-")[:16],
+                         (c.served_fingerprint or "-")[:16],
+                         c.state if c.state not in ("unreachable", "drift") else f"{c.state} ({c.detail})"])
+        print_table(rows)
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
+@click.command("details", cls=Command, help="one service's certificate, chain and history")
+@click.argument("service")
+@click.option("--json", is_flag=True)
+@runs
+def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
+    details = service_details(ctx, args.service)
+    status = details.status
+    if args.json:
+        out = _status_json(status)
+        out["chain"] = [{"fingerprint": c.fingerprint, "certificate_info": certificate_info(c)} for c in details.chain]
+        out["history"] = [
+            {"fingerprint": h.fingerprint, "action": h.action, "actor": h.actor,
+             "installed_at": int(h.installed_at.timestamp()), "domains": list(h.domains),
+             "not_after": int(h.not_after.timestamp()),
+             "rolled_back_at": int(h.rolled_back_at.timestamp()) if h.rolled_back_at else None,
+             "active": status.active is not None and h.id == status.active.id}
+            for h in details.history
+        ]
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    service = status.service
+    print(f"Service:      {service.name} — {service.description}")
+    if service.deprecated:
+        print("              Deprecated: Apple ended the legacy APNs interface in November 2020.")
+    info = status.info
+    if info is None:
+        print(f"Certificate:  none usable ({status.problem})")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
+    else:
+        print(f"Domains:      {', '.join(info.domains)}")
+        print(f"Issuer:       {info.issuer_label}" + ("  (self-signed: clients will not trust it)" if info.is_self_signed else ""))
+        print(f"Key:          {info.key_label}")
+        print(f"Valid:        {info.not_before:%Y-%m-%d %H:%M} – {info.not_after:%Y-%m-%d %H:%M} UTC "
+              f"({info.days_left(ctx.now())} days left)")
+        print(f"Signature:    {info.signature_algorithm}")
+        print(f"Fingerprint:  {info.fingerprint}")
+        print(f"Flags:        {', '.join(status.flags) or 'none'}")
+        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
+        for link in details.chain:
+            print(f"Chain:        {link.subject_cn or '?'} (issued by {link.issuer_label}, until {link.not_after:%Y-%m-%d})")
+    print("History:")
+    for entry in details.history:
+        mark = "*" if status.active is not None and entry.id == status.active.id else " "
+        rolled = f", rolled back {entry.rolled_back_at:%Y-%m-%d %H:%M}" if entry.rolled_back_at else ""
+        print(f" {mark} {entry.installed_at:%Y-%m-%d %H:%M}  {entry.action:<9} {entry.fingerprint[:16]}…  "
+              f"{', '.join(entry.domains)} (until {entry.not_after:%Y-%m-%d}) by {entry.actor}{rolled}")
+    return EXIT_OK
+
+
+@click.command("install", cls=Command, help="install a certificate on one or more services")
+@click.argument("service", nargs=-1, required=True)
+@click.option("--cert", required=True, metavar="FILE", help="PEM, DER or PKCS#12; may also hold the key and chain")
+@click.option("--key", metavar="FILE", help="private key (PEM or DER); without it, the key is looked for on "
+              "this server (e.g. the one `svcssl csr create` kept)")
+@click.option("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
+@click.option("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
+@runs
+def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
+    limit = ctx.settings.limits.max_input_bytes
+    crt = read_bounded(args.cert, limit, "crt")
+    key = read_bounded(args.key, limit, "key") if args.key else None
+    cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
+    password = read_bounded(args.password_file, 4096, "password", "a password").rstrip(b"\r\n") if args.password_file else None
+    if key is None:
+        key, cabundle = _key_found_for(ctx, crt, cabundle, password)
+    prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return report(outcomes)
+
+
+def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
+                   password: bytes | None) -> tuple[bytes | None, bytes | None]:
+    """No --key: unless the certificate file holds its key, find it on this server (Autofill), e.g. the key
+    `svcssl csr create` kept; the CA bundle too when none was given."""
+    from ..operations.autofill import autofill_certificate, load_key
+    from ..x509.encode import key_pem
+    from ..x509.parse import read_certificate_input
+
+    if password is not None or read_certificate_input(crt, validate_keys=False).keys:
+        return None, cabundle  # PKCS#12 or a combined PEM: the key travels with the certificate
+    refresh_first(ctx)
+    choice = autofill_certificate(ctx, None, crt)
+    if choice.key is None:
+        raise InputError("No private key was given and none on this server matches the certificate: "
+                         "give --key FILE.", field="key")
+    print(f"Private key: {choice.key.origin}", file=sys.stderr)
+    if cabundle is None and choice.cabundle_pem:
+        cabundle = choice.cabundle_pem.encode()
+    return key_pem(load_key(ctx, None, choice.key.reference)), cabundle
+
+
+@click.command("reset", cls=Command, help="install a new self-signed certificate for the hostname")
+@click.argument("service", nargs=-1, required=True)
+@runs
+def cmd_reset(ctx: Context, args: SimpleNamespace) -> int:
+    return report([reset_certificate(ctx, name, actor=CLI_ACTOR) for name in args.service])
+
+
+@click.command("rollback", cls=Command, help="go back to the previous certificate in the service's history")
+@click.argument("service")
+@runs
+def cmd_rollback(ctx: Context, args: SimpleNamespace) -> int:
+    return report([rollback_certificate(ctx, args.service, actor=CLI_ACTOR)])
+
+
+COMMANDS = (cmd_list, cmd_check, cmd_details, cmd_install, cmd_reset, cmd_rollback)
