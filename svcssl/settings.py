@@ -34,6 +34,7 @@ SERVICE_KINDS = ("panel", "dovecot", "exim", "pure-ftpd", "apns", "generic")
 PROBE_PROTOCOLS = ("tls", "smtp-starttls", "imap-starttls", "pop3-starttls", "ftp-auth-tls")
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 ENV_CONFIG = "SVCSSL_CONFIG"
+APNS_DEPRECATION = "Deprecated: Apple ended the legacy APNs interface in November 2020."
 CONFIG_LIMIT = 1024 * 1024
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 HOME_ROOT = Path("/home")
@@ -252,6 +253,11 @@ class ServiceSettings:
     reload: tuple[str, ...] = setting((), list)
     probe: ProbeAddress | None = setting(None, read=_probe)
     deprecated: bool = False
+
+    @property
+    def deprecation(self) -> str | None:
+        """Why this service is deprecated, in one sentence, or None."""
+        return APNS_DEPRECATION if self.deprecated else None
 
 
 @dataclass(frozen=True)

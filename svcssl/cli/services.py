@@ -130,7 +130,7 @@ def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
     service = status.service
     print(f"Service:      {service.name} — {service.description}")
     if service.deprecated:
-        print("              Deprecated: Apple ended the legacy APNs interface in November 2020.")
+        print(f"              {service.deprecation}")
     info = status.info
     if info is None:
         print(f"Certificate:  none usable ({status.problem})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..settings import APNS_DEPRECATION
+
 
 @dataclass(frozen=True)
 class ServiceKind:
@@ -21,7 +23,7 @@ KINDS: dict[str, ServiceKind] = {
     "pure-ftpd": ServiceKind("pure-ftpd", "pure-ftpd", restarts=True,
                              note="pure-ftpd reads its certificate only at start, and SIGHUP kills it: a change needs a restart"),
     "apns": ServiceKind("apns", "Apple Push Notification Service (legacy)", pkcs12_only=True,
-                        note="Deprecated: Apple ended the legacy binary APNs interface in November 2020."),
+                        note=APNS_DEPRECATION),
     "generic": ServiceKind("generic", "Generic TLS service"),
 }
 
