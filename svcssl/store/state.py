@@ -23,6 +23,7 @@ from ..fsutil import atomic_write, file_lock, stage_file
 from ..x509 import Bundle, assemble_bundle
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.parse import read_certificates, read_private_key
+from .discovery import DiscoveryIndex
 from .schema import migrate
 
 
@@ -123,6 +124,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             migrate(self._db)
+            self.discovery = DiscoveryIndex(self._db)  # the discovery index's tables
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             raise StoreError(f"cannot use state directory {self.root}: {exc}") from None
 
@@ -465,11 +467,7 @@ class Store:
                                    (_ts(now), session_hash))
         return (row[0], row[1]) if updated.rowcount == 1 else None
 
-    # --- hosting accounts owned by resellers, and the discovery index ------------------------
-    def database(self) -> sqlite3.Connection:
-        """The connection, for svcssl.discovery.index: it owns the SQL of the tables migration 5 made."""
-        return self._db
-
+    # --- hosting accounts owned by resellers ------------------------------------------------
     def assign_account(self, account: str, reseller: str, now: datetime) -> str | None:
         """Make ``reseller`` the owner of ``account``; return the previous owner, if another."""
         row = self._db.execute("SELECT reseller FROM account_owners WHERE account = ?", (account,)).fetchone()
