@@ -152,7 +152,7 @@ def read_indexed_file(ctx: Context, file: IndexedFile) -> bytes:
 
 def key_store_dir(ctx: Context):
     """svcssl's own key store (keys generated with a CSR), 0700 under the state directory."""
-    return ctx.settings.server.state_dir / "keys"
+    return ctx.store.layout.key_store
 
 
 def _stat_candidate(path: bytes, store: str, limit: int, ctx: Context) -> Candidate:
