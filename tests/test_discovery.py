@@ -15,7 +15,8 @@ from svcssl.discovery import index as index_module
 from svcssl.discovery.accounts import read_storage_file, scan_accounts
 from svcssl.discovery.apache import logical_lines, read_apache_config, split_words
 from svcssl.discovery.cabundles import AiaFetcher, build_chain
-from svcssl.discovery.index import CertificateIndex, parse_file
+from svcssl.discovery.index import parse_file
+from svcssl.store.discovery import DiscoveryIndex
 from svcssl.store.schema import migrate
 
 
@@ -288,10 +289,10 @@ def test_account_storage_is_read_without_following_links(tmp_path):
 # --- the index ---------------------------------------------------------------------------------------------
 
 
-def fresh_index() -> CertificateIndex:
+def fresh_index() -> DiscoveryIndex:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     migrate(conn)
-    return CertificateIndex(conn)
+    return DiscoveryIndex(conn)
 
 
 def account_candidates(home: Path):
@@ -307,7 +308,7 @@ def test_unchanged_files_cost_a_stat_never_a_read_or_parse(tmp_path, monkeypatch
                       {"site.key": pki.key_pem(key)})
     idx = fresh_index()
     now = pki.NOW
-    first = idx.refresh(account_candidates(home), ["account"], now)
+    first = index_module.refresh(idx, account_candidates(home), ["account"], now)
     assert (first.files, first.parsed, first.unchanged, first.removed) == (10, 10, 0, 0)
 
     parsed, reads = [], []
@@ -318,7 +319,7 @@ def test_unchanged_files_cost_a_stat_never_a_read_or_parse(tmp_path, monkeypatch
             yield index_module.Candidate(candidate.path, candidate.store, candidate.owner, candidate.stamp,
                                          lambda c=candidate: reads.append(c.path) or c.read(), candidate.problem)
 
-    second = idx.refresh(counted(account_candidates(home)), ["account"], now)
+    second = index_module.refresh(idx, counted(account_candidates(home)), ["account"], now)
     assert (second.files, second.parsed, second.unchanged) == (10, 0, 10) and parsed == [] and reads == []
 
     # one certificate replaced, one key removed, one new file: only the new and changed are read
@@ -326,7 +327,7 @@ def test_unchanged_files_cost_a_stat_never_a_read_or_parse(tmp_path, monkeypatch
     (home / "user0/ssl/certs/site.crt").write_bytes(pki.pem(leaf))
     (home / "user1/ssl/keys/site.key").unlink()
     (home / "user2/ssl/certs/extra.crt").write_bytes(b"not a certificate")
-    third = idx.refresh(counted(account_candidates(home)), ["account"], now)
+    third = index_module.refresh(idx, counted(account_candidates(home)), ["account"], now)
     assert (third.files, third.parsed, third.unchanged, third.removed) == (10, 2, 8, 1)
     assert len(parsed) == 2 and len(reads) == 2 and third.problems == 1
     assert [c.domains for c in idx.certificates("account", "user0")] == [("site0.example", "www.site0.example")]

@@ -4,14 +4,14 @@ State lives in ``state_dir/acme/<sha256 of the directory URL>/`` (0700, files 06
 ``account.json``; while an order is unfinished, ``pending-key.pem`` + ``pending.json`` (key and order URL, written
 before any challenge is answered). The next order for the same names resumes it if the CA still has it; both go
 once the certificate is returned or the order has definitively failed (a timeout or a network error keeps them).
-One order runs at a time per directory URL (``state_dir/locks/acme-<hash>.lock``).
+One order runs at a time per directory URL (``state_dir/locks/acme-<hash>.lock``). The paths are named by
+``svcssl.statedir``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ..errors import AcmeError, InputError
 from ..settings import parse_listen
 from ..fsutil import atomic_write, file_lock
+from ..statedir import ACME_ACCOUNT, ACME_ACCOUNT_KEY, ACME_PENDING, ACME_PENDING_KEY, StateLayout
 from ..x509.encode import key_pem
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
@@ -45,10 +46,10 @@ from .http01 import DEFAULT_LISTEN, Resource, StandaloneResponder, webroot_files
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_FILE = "account.json"
-ACCOUNT_KEY_FILE = "account-key.pem"
-PENDING_FILE = "pending.json"
-PENDING_KEY_FILE = "pending-key.pem"
+ACCOUNT_FILE = ACME_ACCOUNT
+ACCOUNT_KEY_FILE = ACME_ACCOUNT_KEY
+PENDING_FILE = ACME_PENDING
+PENDING_KEY_FILE = ACME_PENDING_KEY
 RESUMABLE = (messages.STATUS_PENDING, messages.STATUS_READY, messages.STATUS_PROCESSING, messages.STATUS_VALID)
 TRANSIENT = frozenset({"rateLimited", "serverInternal", "badNonce"})
 _REASON = re.compile(r"certificate verify failed: ([^(')\"]+)|\[Errno -?\d+\] ([^'\")]+)|"
@@ -151,7 +152,7 @@ def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) 
 
 def account_dir(state_dir: Path, directory_url: str) -> Path:
     """The state folder of one directory URL: ``state_dir/acme/`` + lower-case hex SHA-256 of the URL."""
-    return Path(state_dir) / "acme" / hashlib.sha256(directory_url.encode("utf-8")).hexdigest()
+    return StateLayout(state_dir).acme_account_dir(directory_url)
 
 
 def _read_json(path: Path) -> dict:
@@ -347,7 +348,7 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
     for private in (folder.parent, folder):
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(private, 0o700)
-    with file_lock(Path(state_dir) / "locks" / f"acme-{folder.name[:16]}.lock", timeout=timeout):
+    with file_lock(StateLayout(state_dir).acme_lock(config.directory), timeout=timeout):
         client = _connect(config, timeout, _account_key(folder, config.directory))
         account_uri = _ensure_account(client, config, folder)
         orderr, key = _resume(client, config, folder, names) or _new_order(client, config, folder, names, account_uri)

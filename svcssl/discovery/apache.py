@@ -3,7 +3,7 @@
 Why a reader of our own: certbot's Apache plugin reads the files through Augeas, which needs the
 C library and its lenses installed, and still leaves ``Include`` globbing, ``Define``/``${VAR}``
 and ``<IfModule>``/``<IfDefine>`` evaluation to the caller — the larger part of the work here.
-The grammar itself is small: logical lines (a trailing backslash continues one), ``#`` comments,
+The grammar itself is small (``apache_grammar``): logical lines (a trailing backslash continues one), ``#`` comments,
 words split on blanks with ``"…"``/``'…'`` quoting, and ``<Section args>`` … ``</Section>``.
 
 What is followed, as httpd does:
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..fsutil import read_regular
+from .apache_grammar import logical_lines, read_envvars, split_words
 from .index import stamp_text
 
 MAX_DEPTH = 32  # nested includes
@@ -44,7 +45,6 @@ BUILTIN_MODULES = frozenset({
 _CONDITIONS = {"ifmodule", "ifdefine", "iffile", "ifversion", "ifdirective", "ifsection"}
 _SKIPPED = {"macro"}
 _VARIABLE = re.compile(r"\$\{([^}]+)\}")
-_ENV_ASSIGN = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _USER_DIRECTIVES = {"suexecusergroup", "assignuserid", "suphp_usergroup", "ruidgid"}
 
 
@@ -91,83 +91,6 @@ class ApacheConfig:
     problems: tuple[ApacheProblem, ...]
     inputs: dict[str, str] = field(default_factory=dict)  # every file read and directory listed → its stamp
     skipped: tuple[ApacheProblem, ...] = ()  # virtual hosts a false <IfModule>/<IfDefine>/<IfFile> leaves out, and why
-
-
-def read_envvars(path: str) -> dict[str, str]:
-    """Debian's ``envvars``: plain ``[export] NAME=value`` lines, ``$NAME``/``${NAME}`` expanded.
-
-    Shell beyond that (``${X##…}``, ``$(…)``, conditionals) is skipped, which leaves Debian's
-    ``SUFFIX`` empty, as it is for the default instance.
-    """
-    env: dict[str, str] = {}
-    try:
-        text = read_regular(path, 1024 * 1024).decode("utf-8", "surrogateescape")
-    except OSError:
-        return env
-    for line in text.splitlines():
-        match = _ENV_ASSIGN.match(line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        name, value = match.group(1), match.group(2).strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        if "$(" in value or "`" in value or re.search(r"\$\{[^}]*[^A-Za-z0-9_}]", value):
-            continue
-        env[name] = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value)
-    return env
-
-
-def split_words(text: str) -> list[str]:
-    """httpd's ap_getword_conf: blank-separated words; "…" or '…' quote, with \\" inside."""
-    words = []
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        quote = text[i]
-        if quote in "\"'":
-            i += 1
-            buf = []
-            while i < n and text[i] != quote:
-                if text[i] == "\\" and i + 1 < n and text[i + 1] == quote:
-                    i += 1
-                buf.append(text[i])
-                i += 1
-            i += 1
-            words.append("".join(buf))
-        else:
-            j = i
-            while j < n and not text[j].isspace():
-                j += 1
-            words.append(text[i:j])
-            i = j
-    return words
-
-
-def logical_lines(text: str) -> list[tuple[int, str]]:
-    """(first line number, text) of each non-blank, non-comment logical line."""
-    result = []
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.rstrip()
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending.append(line[:-1])
-            continue
-        pending.append(line)
-        joined = "".join(pending).strip()
-        pending = []
-        if joined and not joined.startswith("#"):
-            result.append((start, joined))
-    if pending:
-        joined = "".join(pending).strip()
-        if joined and not joined.startswith("#"):
-            result.append((start, joined))
-    return result
 
 
 def _split_address(address: str) -> tuple[str, int | None]:

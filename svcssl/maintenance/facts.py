@@ -69,7 +69,7 @@ def certificate_facts(ctx: Context, installed: InstalledCertificate, *, check_ar
     now = ctx.now()
     own = ctx.store.is_acme_certificate(info.fingerprint)
     revocation = check_revocation(installed.leaf, installed.chain[0] if installed.chain else None,
-                                  cache_dir=ctx.settings.server.state_dir / "crl-cache", now=now)
+                                  cache_dir=ctx.store.layout.crl_cache, now=now)
     window = None
     if own and check_ari:
         window = ari_window(ctx, installed.leaf, installed.chain, now)

@@ -16,11 +16,11 @@ from ..fsutil import atomic_write
 from ..operations.context import Context
 from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
 from ..operations.install import InstallOutcome, deploy_bundle
-from ..operations.assessment import (ATTENTION, NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES, Assessment,
-                                     CertificateFacts, ServerFacts)
+from ..operations.assessment import ATTENTION, Assessment, CertificateFacts, ServerFacts
 from ..operations.inventory import ServiceStatus, assess_status, list_services
 from ..operations.notify import notify_once
 from ..operations.reset import make_self_signed_bundle
+from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES
 from ..store import AuditEntry
 from .facts import HostnameCheck, certificate_facts, check_server_hostname, hostname_fix
 
@@ -64,8 +64,8 @@ class MaintenanceReport:
 
 
 def touch_file_state(ctx: Context) -> dict[str, bool]:
-    root = ctx.settings.server.state_dir
-    return {name: (root / name).exists() for name in TOUCH_FILES}
+    layout = ctx.store.layout
+    return {name: layout.touch_file(name).exists() for name in TOUCH_FILES}
 
 
 TOUCH_FILE_MEANING = {
@@ -78,7 +78,7 @@ def set_touch_file(ctx: Context, name: str, present: bool, *, actor: str) -> boo
     """Create or remove one of the two touch files (audited); False when it already was so."""
     if name not in TOUCH_FILES:
         raise InputError(f"There is no touch file named '{excerpt(name)}'.", field="touch")
-    path = ctx.settings.server.state_dir / name
+    path = ctx.store.layout.touch_file(name)
     if path.exists() == present:
         return False
     if present:

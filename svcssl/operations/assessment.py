@@ -18,13 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT
 from ..x509.inspect import CertificateInfo
 from ..x509.validate import covers_hostname, weak_reasons
 
 OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
-NO_HOSTNAME_CERTIFICATE = "disable_auto_hostname_certificate"
-NO_MANAGEMENT = "disable_service_certificate_management"
-TOUCH_FILES = (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT)
 SHORT_LIVED = timedelta(days=50)
 
 # The short word each reason code shows as a flag in the table (the message says the rest).

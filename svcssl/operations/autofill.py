@@ -23,8 +23,9 @@ from typing import Iterator
 from cryptography import x509
 
 from ..discovery.cabundles import AiaFetcher, build_chain
-from ..discovery.index import CertificateIndex, IndexedFile, VhostRow, display_path
+from ..discovery.index import display_path
 from ..errors import AccessDeniedError, InputError, InputTooLargeError, SvcsslError
+from ..store.discovery import DiscoveryIndex, IndexedFile, VhostRow
 from ..x509.bundle import pick_leaf
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.inspect import CertificateInfo, describe, spki_sha256
@@ -163,7 +164,7 @@ class _CertificateCache:
 _CACHE = _CertificateCache()
 
 
-def _issuer_candidates(ctx: Context, idx: CertificateIndex):
+def _issuer_candidates(ctx: Context, idx: DiscoveryIndex):
     def candidates(cert: x509.Certificate) -> Iterator[x509.Certificate]:
         for row in idx.certificates_by_subject(cert.issuer.public_bytes()):
             certificates = _CACHE.get(ctx, row.file)

@@ -4,7 +4,8 @@ Who sees what (``Visibility``): root sees every account, Apache, and the service
 reseller holding the service-SSL privilege sees the accounts root assigned to it and the
 services' files (it may already apply a service's certificate with its key); anyone else nothing.
 
-Everything listed here comes from the index (``svcssl.discovery.index``). When it is refreshed:
+Everything listed here comes from the index (kept by ``svcssl.discovery.index``, stored by
+``svcssl.store.discovery``). When it is refreshed:
 - ``svcssl serve`` refreshes it when it starts and then every ``REFRESH_INTERVAL`` (5 minutes);
 - root's *Refresh the index* button on the browse pages starts a refresh in the background;
 - ``svcssl discovery refresh`` refreshes it (for cron on servers that do not run ``serve``);
@@ -29,10 +30,11 @@ from typing import Iterator
 from ..discovery.accounts import (STORAGE_DIRS, read_storage_file, scan_accounts, storage_path,
                                   valid_account_name)
 from ..discovery.apache import read_apache_config, inputs_unchanged
-from ..discovery.index import (AccountRow, Candidate, CertificateIndex, IndexedCertificate, IndexedFile,
-                               IndexedProblem, RefreshReport, Stamp, VhostRow, display_path)
+from ..discovery.index import Candidate, RefreshReport, Stamp, display_path, refresh
 from ..errors import AccessDeniedError, InputError, LockTimeoutError, excerpt
 from ..fsutil import read_regular
+from ..store.discovery import (AccountRow, DiscoveryIndex, IndexedCertificate, IndexedFile, IndexedProblem,
+                               VhostRow)
 from .context import Context
 from .users import PanelUser
 
@@ -83,8 +85,8 @@ def visibility(ctx: Context, user: PanelUser | None) -> Visibility:
                       apache=False, services=True)
 
 
-def index(ctx: Context) -> CertificateIndex:
-    return CertificateIndex(ctx.store.database())
+def index(ctx: Context) -> DiscoveryIndex:
+    return ctx.store.discovery
 
 
 # --- references that travel through the browser (never a key, never a path) -------------------
@@ -152,7 +154,7 @@ def read_indexed_file(ctx: Context, file: IndexedFile) -> bytes:
 
 def key_store_dir(ctx: Context):
     """svcssl's own key store (keys generated with a CSR), 0700 under the state directory."""
-    return ctx.settings.server.state_dir / "keys"
+    return ctx.store.layout.key_store
 
 
 def _stat_candidate(path: bytes, store: str, limit: int, ctx: Context) -> Candidate:
@@ -189,7 +191,7 @@ class _AccountSource:
                                                 f"[accounts] home_root {home}: {exc.strerror}"))
 
 
-def _apache_vhosts(ctx: Context, idx: CertificateIndex) -> list[VhostRow]:
+def _apache_vhosts(ctx: Context, idx: DiscoveryIndex) -> list[VhostRow]:
     """Apache's SSL virtual hosts: parsed again only when a file or directory it read has changed."""
     candidates = ctx.settings.apache.candidates()
     key = "\n".join(os.fspath(c) for c in candidates) + "\n" + os.fspath(ctx.settings.accounts.home_root)
@@ -275,7 +277,7 @@ def refresh_index(ctx: Context, *, if_older_than: float | None = None, lock_time
                 yield from accounts
                 yield from _other_candidates(ctx, vhosts)
 
-            report = idx.refresh(candidates(), ALL_STORES, ctx.now())
+            report = refresh(idx, candidates(), ALL_STORES, ctx.now())
             idx.replace_accounts(accounts.accounts)
             idx.replace_problems("account", accounts.problems)
             idx.replace_problems("cabundle", _cabundle_problems(ctx))

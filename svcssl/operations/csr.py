@@ -96,9 +96,9 @@ def create_csr(ctx: Context, names: list[str], key_type: str | None = None, *, a
     directory = key_store_dir(ctx)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
-    path = directory / f"{spki}.key"
+    path = ctx.store.layout.key_store_key(spki)
     atomic_write(path, key_pem(key), mode=0o600)
-    atomic_write(directory / f"{spki}.csr", csr.public_bytes(serialization.Encoding.PEM), mode=0o600)
+    atomic_write(ctx.store.layout.key_store_csr(spki), csr.public_bytes(serialization.Encoding.PEM), mode=0o600)
     ctx.store.add_audit(AuditEntry(ctx.now(), actor, "csr create", None, None, None, "ok",
                                    f"{key_type} {', '.join(domains)[:200]}"))
     log.info("key and CSR created for %s (%s), key kept in %s", domains[0], key_type, path)

@@ -13,12 +13,13 @@ from cryptography import x509
 from ..errors import InputError, SvcsslError
 from ..fsutil import read_bounded
 from ..settings import ServiceSettings
+from ..statedir import TOUCH_FILES
 from ..store import AuditEntry, HistoryEntry
 from ..deploy.layout import installed_certificate_path, installed_key_path
 from ..x509 import Bundle, assemble_bundle
 from ..x509.inspect import CertificateInfo, describe
 from ..x509.parse import read_certificate_input, read_private_key
-from .assessment import (TOUCH_FILES, Assessment, CertificateFacts, ServerFacts, Thresholds, assess,
+from .assessment import (Assessment, CertificateFacts, ServerFacts, Thresholds, assess,
                          assess_unreadable, expiry_level)
 from .context import Context
 
@@ -171,8 +172,8 @@ def known_facts(ctx: Context) -> KnownFacts:
 
 
 def touch_files_present(ctx: Context) -> frozenset[str]:
-    root = ctx.settings.server.state_dir
-    return frozenset(name for name in TOUCH_FILES if (root / name).exists())
+    layout = ctx.store.layout
+    return frozenset(name for name in TOUCH_FILES if layout.touch_file(name).exists())
 
 
 def assess_status(ctx: Context, installed: InstalledCertificate | None, problem: str | None, server: ServerFacts,

@@ -1,11 +1,6 @@
 """The state directory: content-addressed bundles, per-service history, audit log, locks.
 
-Layout (mode 0700)::
-
-    bundles/<fingerprint>/cert.pem chain.pem key.pem   (key 0600)
-    svcssl.db                                          (SQLite, versioned)
-    locks/<name>.lock                                  (flock)
-    journal/<service>/                                 (deploy journal, see deploy.deployer)
+Its paths are named by ``svcssl.statedir.StateLayout`` (``Store.layout``).
 """
 
 from __future__ import annotations
@@ -20,9 +15,11 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..fsutil import atomic_write, file_lock, stage_file
+from ..statedir import StateLayout
 from ..x509 import Bundle, assemble_bundle
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.parse import read_certificates, read_private_key
+from .discovery import DiscoveryIndex
 from .schema import migrate
 
 
@@ -113,16 +110,18 @@ class Store:
 
     def __init__(self, state_dir: Path):
         self.root = Path(state_dir)
+        self.layout = layout = StateLayout(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             os.chmod(self.root, 0o700)
-            for sub in ("bundles", "locks", "journal"):
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-            self._db = sqlite3.connect(self.root / "svcssl.db", timeout=30, isolation_level=None, check_same_thread=False)
-            os.chmod(self.root / "svcssl.db", 0o600)
+            for sub in (layout.bundles, layout.locks, layout.journals):
+                sub.mkdir(mode=0o700, exist_ok=True)
+            self._db = sqlite3.connect(layout.database, timeout=30, isolation_level=None, check_same_thread=False)
+            os.chmod(layout.database, 0o600)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             migrate(self._db)
+            self.discovery = DiscoveryIndex(self._db)  # the discovery index's tables
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             raise StoreError(f"cannot use state directory {self.root}: {exc}") from None
 
@@ -131,28 +130,32 @@ class Store:
 
     # --- locks --------------------------------------------------------------
     def lock(self, name: str, timeout: float = 120.0) -> AbstractContextManager[None]:
-        return file_lock(self.root / "locks" / f"{name}.lock", timeout)
+        return file_lock(self.layout.lock(name), timeout)
 
     def service_lock(self, service: str) -> AbstractContextManager[None]:
         return self.lock(f"service-{service}")
 
     def journal_dir(self, service: str) -> Path:
-        return self.root / "journal" / service
+        return self.layout.journal(service)
 
     # --- bundles ------------------------------------------------------------
-    def bundle_dir(self, fingerprint: str) -> Path:
+    @staticmethod
+    def _checked(fingerprint: str) -> str:
         if len(fingerprint) != 64 or not all(c in "0123456789abcdef" for c in fingerprint):
             raise StoreError(f"not a fingerprint: {fingerprint!r}")
-        return self.root / "bundles" / fingerprint
+        return fingerprint
+
+    def bundle_dir(self, fingerprint: str) -> Path:
+        return self.layout.bundle_dir(self._checked(fingerprint))
 
     def put_bundle(self, bundle: Bundle, now: datetime) -> str:
         """Keep the bundle under its fingerprint (idempotent)."""
         info = bundle.info
-        directory = self.bundle_dir(info.fingerprint)
-        directory.mkdir(mode=0o700, exist_ok=True)
-        atomic_write(directory / "key.pem", key_pem(bundle.key), 0o600)
-        atomic_write(directory / "chain.pem", chain_pem(bundle.chain), 0o600)
-        atomic_write(directory / "cert.pem", certificate_pem(bundle.leaf), 0o600)
+        fp = info.fingerprint
+        self.bundle_dir(fp).mkdir(mode=0o700, exist_ok=True)
+        atomic_write(self.layout.bundle_key(fp), key_pem(bundle.key), 0o600)
+        atomic_write(self.layout.bundle_chain(fp), chain_pem(bundle.chain), 0o600)
+        atomic_write(self.layout.bundle_cert(fp), certificate_pem(bundle.leaf), 0o600)
         self._db.execute(
             "INSERT OR IGNORE INTO certificates VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
@@ -164,15 +167,15 @@ class Store:
         return info.fingerprint
 
     def has_bundle(self, fingerprint: str) -> bool:
-        return (self.bundle_dir(fingerprint) / "cert.pem").exists()
+        return self.layout.bundle_cert(self._checked(fingerprint)).exists()
 
     def get_bundle(self, fingerprint: str) -> Bundle:
         """Load a stored bundle. Its key was validated on import; it is not validated again."""
-        directory = self.bundle_dir(fingerprint)
+        fingerprint = self._checked(fingerprint)
         try:
-            leaf_pem = (directory / "cert.pem").read_bytes()
-            chain = (directory / "chain.pem").read_bytes()
-            key = read_private_key((directory / "key.pem").read_bytes(), validate=False)
+            leaf_pem = self.layout.bundle_cert(fingerprint).read_bytes()
+            chain = self.layout.bundle_chain(fingerprint).read_bytes()
+            key = read_private_key(self.layout.bundle_key(fingerprint).read_bytes(), validate=False)
         except OSError as exc:
             raise StoreError(f"stored bundle {fingerprint[:16]}… is missing: {exc.strerror}") from None
         leaf = read_certificates(leaf_pem, what="stored certificate", field="crt")
@@ -364,7 +367,7 @@ class Store:
     # --- the panel's session secret ----------------------------------------
     def session_secret(self) -> bytes:
         """32 random bytes, made once; two processes starting together still agree on one."""
-        path = self.root / "session_secret"
+        path = self.layout.session_secret
         if not path.exists():
             staged = stage_file(path, os.urandom(32), 0o600)
             try:
@@ -465,11 +468,7 @@ class Store:
                                    (_ts(now), session_hash))
         return (row[0], row[1]) if updated.rowcount == 1 else None
 
-    # --- hosting accounts owned by resellers, and the discovery index ------------------------
-    def database(self) -> sqlite3.Connection:
-        """The connection, for svcssl.discovery.index: it owns the SQL of the tables migration 5 made."""
-        return self._db
-
+    # --- hosting accounts owned by resellers ------------------------------------------------
     def assign_account(self, account: str, reseller: str, now: datetime) -> str | None:
         """Make ``reseller`` the owner of ``account``; return the previous owner, if another."""
         row = self._db.execute("SELECT reseller FROM account_owners WHERE account = ?", (account,)).fetchone()
