@@ -28,22 +28,13 @@ from ..operations.users import find_user
 from ..store import AuditEntry
 from ..whm import apply_filters, certificate_info
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import ApiAuthError, Caller, authenticate_api_call, open_session
+from .auth import ApiFailure, Caller, authenticate_api_call, open_session
 from .context import context
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 
 CPSESS = re.compile(r"^cpsess\d{1,20}$")
-
-
-class ApiFailure(Exception):
-    """result 0 with this reason (HTTP 200), or another status for credentials."""
-
-    def __init__(self, reason: str, status: int = 200):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass
@@ -327,7 +318,7 @@ def _respond(function: str, cpsess: str | None):
     params = MultiDict(request.values.items(multi=True))
     try:
         caller = authenticate_api_call(cpsess)
-    except ApiAuthError as exc:
+    except ApiFailure as exc:
         response = jsonify(envelope(function, False, exc.reason))
         response.status_code = exc.status
         if exc.status == 401:

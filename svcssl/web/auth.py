@@ -124,10 +124,11 @@ def logout():
 # --- the JSON API's callers ---------------------------------------------------------------------
 
 
-class ApiAuthError(Exception):
-    """The API call's credentials are refused: HTTP ``status`` (401, 403, 429) with this reason."""
+class ApiFailure(Exception):
+    """A WHM API answer with ``result: 0`` and this reason: HTTP 200 for a refused call, or another
+    status (401, 403, 429) for its credentials."""
 
-    def __init__(self, reason: str, status: int):
+    def __init__(self, reason: str, status: int = 200):
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -158,7 +159,7 @@ def _is_cross_site() -> bool:
 
 def _refuse_cross_site() -> None:
     if _is_cross_site():
-        raise ApiAuthError(CROSS_SITE_REFUSED, 403)
+        raise ApiFailure(CROSS_SITE_REFUSED, 403)
 
 
 def authenticate_api_call(cpsess: str | None) -> Caller:
@@ -172,32 +173,32 @@ def authenticate_api_call(cpsess: str | None) -> Caller:
         if scheme.lower() == "whm":
             user, sep, token = credentials.partition(":")
             if not sep or not user or not token:
-                raise ApiAuthError("The Authorization header must be “whm USER:TOKEN”.", 401)
+                raise ApiFailure("The Authorization header must be “whm USER:TOKEN”.", 401)
             try:
                 panel_user, info = authenticate_token(ctx, user, token)
             except (LoginError, InputError) as exc:
-                raise ApiAuthError(exc.message, 401) from None
+                raise ApiFailure(exc.message, 401) from None
             return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")
         if scheme.lower() == "basic":
             _refuse_cross_site()  # a browser may replay cached Basic credentials for another site's page
             try:
                 user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
             except (binascii.Error, ValueError, UnicodeDecodeError):
-                raise ApiAuthError("The Basic Authorization header is not valid base64 of USER:PASSWORD.", 401) from None
+                raise ApiFailure("The Basic Authorization header is not valid base64 of USER:PASSWORD.", 401) from None
             if not sep:
-                raise ApiAuthError("The Basic Authorization header must hold USER:PASSWORD.", 401)
+                raise ApiFailure("The Basic Authorization header must hold USER:PASSWORD.", 401)
             try:
                 panel_user = authenticate(ctx, user, password, remote)
             except LoginThrottled as exc:
-                raise ApiAuthError(exc.message, 429) from None
+                raise ApiFailure(exc.message, 429) from None
             except LoginError as exc:
-                raise ApiAuthError(exc.message, 401) from None
+                raise ApiFailure(exc.message, 401) from None
             return Caller(panel_user, f"{panel_user.name} (API, password, {remote})")
-        raise ApiAuthError("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
+        raise ApiFailure("Unsupported Authorization scheme: use “whm USER:TOKEN” or HTTP Basic.", 401)
     user = g.get("user")
     if user is not None:
         _refuse_cross_site()
         if cpsess is None or cpsess != session.get("cpsess"):
-            raise ApiAuthError("A browser session calls the API under its own /cpsess… path prefix.", 401)
+            raise ApiFailure("A browser session calls the API under its own /cpsess… path prefix.", 401)
         return Caller(user, f"{user.name} (web session, {remote})")
-    raise ApiAuthError("Authentication required: send “Authorization: whm USER:TOKEN” or HTTP Basic.", 401)
+    raise ApiFailure("Authentication required: send “Authorization: whm USER:TOKEN” or HTTP Basic.", 401)

@@ -9,36 +9,36 @@ from wtforms import HiddenField, PasswordField, SelectField, SelectMultipleField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
-class BoundedStringField(StringField):
-    """A one-line field that is never rendered back longer than its bound (a 10 MB paste is not echoed)."""
+class BoundedEcho:
+    """A field that is never rendered back longer than its bound: a 10 MB paste is not echoed."""
 
-    def __init__(self, label=None, validators=None, *, echo_limit: int, **kwargs):
+    def __init__(self, label=None, validators=None, *, echo_limit: int | None = None, **kwargs):
         super().__init__(label, validators, **kwargs)
-        self.echo_limit = echo_limit
+        self._echo_limit = echo_limit
+
+    @property
+    def echo_limit(self) -> int:
+        return self._echo_limit
 
     def _value(self):
         value = super()._value()
         return value if len(value) <= self.echo_limit else ""
 
 
-class BoundedTextAreaField(TextAreaField):
-    """A text area that is never rendered back longer than its bound."""
-
-    def __init__(self, label=None, validators=None, *, echo_limit: int, **kwargs):
-        super().__init__(label, validators, **kwargs)
-        self.echo_limit = echo_limit
-
-    def _value(self):
-        value = super()._value()
-        return value if len(value) <= self.echo_limit else ""
+class BoundedStringField(BoundedEcho, StringField):
+    pass
 
 
-class PemTextAreaField(TextAreaField):
-    """A PEM text area: rendered back only while it is within the input limit (larger pastes are refused anyway)."""
+class BoundedTextAreaField(BoundedEcho, TextAreaField):
+    pass
 
-    def _value(self):
-        value = super()._value()
-        return value if len(value) <= current_app.extensions["svcssl"].settings.limits.max_input_bytes else ""
+
+class PemTextAreaField(BoundedEcho, TextAreaField):
+    """A PEM text area, bounded by the input limit (larger pastes are refused anyway)."""
+
+    @property
+    def echo_limit(self) -> int:
+        return current_app.extensions["svcssl"].settings.limits.max_input_bytes
 
 
 class LoginForm(FlaskForm):
