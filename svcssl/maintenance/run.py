@@ -85,8 +85,8 @@ def set_touch_file(ctx: Context, name: str, present: bool, *, actor: str) -> boo
         atomic_write(path, b"", mode=0o600)
     else:
         path.unlink(missing_ok=True)
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "touch file " + ("create" if present else "remove"), None, None,
-                                   None, "ok", name))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, detail=name,
+                                   action="touch file " + ("create" if present else "remove")))
     log.info("touch file %s %s by %s", name, "created" if present else "removed", actor)
     return True
 

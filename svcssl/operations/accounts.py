@@ -58,7 +58,7 @@ def assign_accounts(ctx: Context, reseller: str, accounts: list[str], *, actor: 
         if previous:
             moved.append((account, previous))
         detail = f"{account} → {reseller}" + (f" (was {previous})" if previous else "")
-        ctx.store.add_audit(AuditEntry(now, actor, "account assign", None, None, None, "ok", detail))
+        ctx.store.add_audit(AuditEntry(at=now, actor=actor, action="account assign", detail=detail))
     return Assignment(reseller, tuple(changed), tuple(moved), tuple(unchanged))
 
 
@@ -73,8 +73,8 @@ def unassign_accounts(ctx: Context, reseller: str, accounts: list[str], *, actor
     now = ctx.now()
     for account in accounts:
         ctx.store.unassign_account(account)
-        ctx.store.add_audit(AuditEntry(now, actor, "account unassign", None, None, None, "ok",
-                                       f"{account} from {reseller}"))
+        ctx.store.add_audit(AuditEntry(at=now, actor=actor, action="account unassign",
+                                       detail=f"{account} from {reseller}"))
     return Assignment(reseller, tuple(accounts), (), ())
 
 

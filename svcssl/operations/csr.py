@@ -99,8 +99,8 @@ def create_csr(ctx: Context, names: list[str], key_type: str | None = None, *, a
     path = ctx.store.layout.key_store_key(spki)
     atomic_write(path, key_pem(key), mode=0o600)
     atomic_write(ctx.store.layout.key_store_csr(spki), csr.public_bytes(serialization.Encoding.PEM), mode=0o600)
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "csr create", None, None, None, "ok",
-                                   f"{key_type} {', '.join(domains)[:200]}"))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="csr create",
+                                   detail=f"{key_type} {', '.join(domains)[:200]}"))
     log.info("key and CSR created for %s (%s), key kept in %s", domains[0], key_type, path)
     refresh_index(ctx, lock_timeout=30)  # Autofill finds the key as soon as the certificate comes back
     return CsrResult(csr.public_bytes(serialization.Encoding.PEM).decode(), domains, key_type,

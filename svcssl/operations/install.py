@@ -167,11 +167,14 @@ def deploy_bundle(
                 activate=activate, reload=reload, server_name=ctx.settings.server.hostname,
             )
         except DeployError as exc:
-            store.add_audit(AuditEntry(now, actor, action, service.name, previous, fingerprint,
-                                       "rolled back" if exc.rolled_back else "failed", f"{exc.stage}: {exc.message}"))
+            store.add_audit(AuditEntry(at=now, actor=actor, action=action, service=service.name,
+                                       old_fingerprint=previous, new_fingerprint=fingerprint,
+                                       outcome="rolled back" if exc.rolled_back else "failed",
+                                       detail=f"{exc.stage}: {exc.message}"))
             return InstallOutcome(service.name, False, fingerprint, previous, exc.message, exc.stage,
                                   exc.rolled_back, exc.output)
-        store.add_audit(AuditEntry(now, actor, action, service.name, previous, fingerprint, "ok"))
+        store.add_audit(AuditEntry(at=now, actor=actor, action=action, service=service.name,
+                                   old_fingerprint=previous, new_fingerprint=fingerprint))
     return InstallOutcome(service.name, True, fingerprint, previous, _done_message(service, action, report),
                           output=report.output)
 

@@ -241,6 +241,6 @@ def export_service_components(ctx: Context, *, actor: str) -> list[ServiceCompon
             components.append(ServiceComponents(status, None))
         else:
             components.append(ServiceComponents(status, bundle.key))
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "api fetch_service_ssl_components", None, None, None, "ok",
-                                   "private keys of every service returned"))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="api fetch_service_ssl_components",
+                                   detail="private keys of every service returned"))
     return components

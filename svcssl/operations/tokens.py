@@ -63,7 +63,7 @@ def create_token(ctx: Context, user: str, name: str | None = None, expires_days:
         ctx.store.add_token(name, owner.name, _hash(secret), now, expires)
     except StoreError as exc:
         raise InputError(exc.message[0].upper() + exc.message[1:] + ".", field="name") from None
-    ctx.store.add_audit(AuditEntry(now, actor, "token create", None, None, None, "ok", f"{name} for {owner.name}"))
+    ctx.store.add_audit(AuditEntry(at=now, actor=actor, action="token create", detail=f"{name} for {owner.name}"))
     return _info(ctx.store.token_by_name(name)), secret
 
 
@@ -76,7 +76,7 @@ def revoke_token(ctx: Context, name: str, *, actor: str) -> TokenInfo:
     if record is None:
         raise InputError(f"There is no API token named '{excerpt(name)}'.", field="name")
     ctx.store.revoke_token(name, ctx.now())
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "token revoke", None, None, None, "ok", name))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="token revoke", detail=name))
     return _info(ctx.store.token_by_name(name))
 
 

@@ -112,7 +112,7 @@ def create_user(ctx: Context, name: str, role: str, password: str, *, actor: str
         ctx.store.add_user(name, role, hash_password(password), ctx.now())
     except StoreError as exc:
         raise InputError(exc.message[0].upper() + exc.message[1:] + ".", field="username") from None
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user add", None, None, None, "ok", f"{role} {name}"))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="user add", detail=f"{role} {name}"))
     return get_user(ctx, name)
 
 
@@ -137,7 +137,7 @@ def set_password(ctx: Context, name: str, password: str, *, actor: str) -> None:
     _check_password_rules(password)
     ctx.store.set_password_hash(name, hash_password(password), ctx.now())
     ctx.store.end_web_sessions_of(name)  # every open browser session of this user ends
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user passwd", None, None, None, "ok", name))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="user passwd", detail=name))
 
 
 def set_service_ssl_privilege(ctx: Context, name: str, granted: bool, *, actor: str) -> PanelUser:
@@ -145,8 +145,8 @@ def set_service_ssl_privilege(ctx: Context, name: str, granted: bool, *, actor: 
     if user.is_root:
         raise InputError("root always has every privilege.", field="username")
     ctx.store.set_service_ssl(name, granted)
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "privilege grant" if granted else "privilege revoke", None,
-                                   None, None, "ok", f"service-ssl {name}"))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, detail=f"service-ssl {name}",
+                                   action="privilege grant" if granted else "privilege revoke"))
     return get_user(ctx, name)
 
 
@@ -159,7 +159,7 @@ def ensure_root(ctx: Context) -> str | None:
         ctx.store.add_user("root", "root", hash_password(password), ctx.now())
     except StoreError:  # another process made it at the same moment
         return None
-    ctx.store.add_audit(AuditEntry(ctx.now(), "svcssl", "user add", None, None, None, "ok", "root (first start)"))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor="svcssl", action="user add", detail="root (first start)"))
     return password
 
 
@@ -197,7 +197,7 @@ def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUs
         ctx.store.uncount_login_attempt(address_key, THROTTLE_ADDRESS_FAILURES)  # only failures count per address
         return _panel_user(record)
     if record is not None:  # failures for names that do not exist are throttled, not written to the audit log
-        ctx.store.add_audit(AuditEntry(now, name, "login", None, None, None, "failed", f"from {remote}"))
+        ctx.store.add_audit(AuditEntry(at=now, actor=name, action="login", outcome="failed", detail=f"from {remote}"))
     if attempt.reached_limit:
         raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.")
     raise LoginError("The user name or password is wrong.")
@@ -236,4 +236,4 @@ def delete_user(ctx: Context, name: str, *, actor: str) -> None:
     if user.is_root:
         raise InputError("root cannot be deleted.", field="username")
     ctx.store.delete_user(name, ctx.now())
-    ctx.store.add_audit(AuditEntry(ctx.now(), actor, "user delete", None, None, None, "ok", name))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="user delete", detail=name))

@@ -85,15 +85,15 @@ class TokenRecord:
     last_used_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditEntry:
     at: datetime
     actor: str
     action: str
-    service: str | None
-    old_fingerprint: str | None
-    new_fingerprint: str | None
-    outcome: str
+    service: str | None = None
+    old_fingerprint: str | None = None
+    new_fingerprint: str | None = None
+    outcome: str = "ok"
     detail: str = ""
 
 
@@ -253,7 +253,8 @@ class Store:
             f" FROM audit{where} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*without_actions, limit, offset),
         )
-        return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]
+        return [AuditEntry(at=_dt(r[0]), actor=r[1], action=r[2], service=r[3], old_fingerprint=r[4],
+                           new_fingerprint=r[5], outcome=r[6], detail=r[7]) for r in rows]
 
     # --- users --------------------------------------------------------------
     _USER_SQL = "SELECT name, role, password_hash, service_ssl, created_at, password_changed_at FROM users"

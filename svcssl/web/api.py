@@ -153,7 +153,7 @@ def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiR
     if find_user(ctx, user) is None:
         raise ApiFailure(f"There is no user named “{excerpt(user)}”.")
     secret, cpsess = create_login_session(ctx, user)
-    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, "api create_user_session", None, None, None, "ok", user))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=caller.actor, action="api create_user_session", detail=user))
     url = f"{request.scheme}://{request.host}/{cpsess}/login/?session={secret}"
     return ApiResult({"cp_security_token": f"/{cpsess}", "session": secret, "url": url, "expires": 300})
 
@@ -186,7 +186,7 @@ def _key_of(ctx: Context, caller: Caller, choice: CertificateChoice) -> str:
 
 
 def _audit_key_read(ctx: Context, caller: Caller, function: str, detail: str) -> None:
-    ctx.store.add_audit(AuditEntry(ctx.now(), caller.actor, f"api {function}", None, None, None, "ok", detail))
+    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=caller.actor, action=f"api {function}", detail=detail))
 
 
 def listcrts(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
