@@ -12,7 +12,7 @@ import click
 from ..errors import InputError
 from ..fsutil import read_bounded
 from ..operations.context import Context
-from ..operations.install import install_certificate
+from ..operations.install import KeyReference, install_certificate
 from ..operations.inventory import ServiceStatus, list_services, service_details
 from ..operations.livecheck import LiveCheck, check_services, check_statuses
 from ..operations.reset import reset_certificate
@@ -170,20 +170,21 @@ def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     key = read_bounded(args.key, limit, "key") if args.key else None
     cabundle = read_bounded(args.cabundle, limit, "cabundle") if args.cabundle else None
     password = read_bounded(args.password_file, 4096, "password", "a password").rstrip(b"\r\n") if args.password_file else None
+    key_ref = None
     if key is None:
-        key, cabundle = _key_found_for(ctx, crt, cabundle, password)
-    prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR)
+        key_ref, cabundle = _key_found_for(ctx, crt, cabundle, password)
+    prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR,
+                                             key_ref=key_ref)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return report(outcomes)
 
 
 def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
-                   password: bytes | None) -> tuple[bytes | None, bytes | None]:
+                   password: bytes | None) -> tuple[KeyReference | None, bytes | None]:
     """No --key: unless the certificate file holds its key, find it on this server (Autofill), e.g. the key
     `svcssl csr create` kept; the CA bundle too when none was given."""
-    from ..operations.autofill import autofill_certificate, load_key
-    from ..x509.encode import key_pem
+    from ..operations.autofill import autofill_certificate
     from ..x509.parse import read_certificate_input
 
     if password is not None or read_certificate_input(crt, validate_keys=False).keys:
@@ -196,7 +197,7 @@ def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
     print(f"Private key: {choice.key.origin}", file=sys.stderr)
     if cabundle is None and choice.cabundle_pem:
         cabundle = choice.cabundle_pem.encode()
-    return key_pem(load_key(ctx, None, choice.key.reference)), cabundle
+    return KeyReference(found=choice.key.reference), cabundle
 
 
 @click.command("reset", cls=Command, help="install a new self-signed certificate for the hostname")

@@ -15,12 +15,15 @@ from ..errors import DeployError, InputError, InputTooLargeError, UnsupportedInp
 from ..settings import ServiceSettings
 from ..store import AuditEntry
 from ..x509 import Bundle, assemble_bundle
-from ..x509.parse import read_certificate_input, read_certificates, read_private_key
+from ..x509.encode import key_pem
+from ..x509.parse import PrivateKey, read_certificate_input, read_certificates, read_private_key
 from ..x509.validate import require_current, weak_reasons
 from ..x509.inspect import CertificateInfo
+from .autofill import load_key
 from .assessment import ATTENTION, OK, RENEW_SOON, Assessment, Thresholds, assess
 from .context import Context
 from .inventory import known_facts, touch_files_present
+from .users import PanelUser
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,39 @@ def _check_size(value: bytes | None, field: str, label: str, limit: int) -> None
         raise InputTooLargeError(f"The {label} is larger than the {limit:,}-byte limit.", field=field)
 
 
+@dataclass(frozen=True)
+class KeyReference:
+    """Where a certificate's private key is, so that the key itself never travels through a browser:
+    either a bundle svcssl installed (``installed``: its fingerprint; Apply Certificate to Another
+    Service) or a key file Browse, Autofill or ``svcssl csr create`` found (``found``:
+    ``store:owner:spki-sha256``, re-checked against what ``user`` may see)."""
+
+    installed: str | None = None
+    found: str | None = None
+    user: PanelUser | None = None  # None: root (the command line)
+
+    def __bool__(self) -> bool:
+        return bool(self.installed or self.found)
+
+
+def resolve_key(ctx: Context, ref: KeyReference) -> PrivateKey:
+    """The private key a reference names; InputError (field key) when it is not available."""
+    if ref.found:  # a file outside svcssl's store: fully validated once, here, as a pasted key would be
+        return read_private_key(key_pem(load_key(ctx, ref.user, ref.found)))
+    return referenced_key(ctx, ref.installed or "")
+
+
 def prepare_bundle(
     ctx: Context,
     crt: bytes,
     key: bytes | None = None,
     cabundle: bytes | None = None,
     password: bytes | None = None,
-    key_ref: str | None = None,
+    key_ref: KeyReference | None = None,
 ) -> PreparedBundle:
     """Parse and check the user's input; raise InputError (nothing written) when it cannot be installed.
 
-    ``key_ref`` names a stored bundle by fingerprint whose key is used when no key is
-    given (Apply Certificate to Another Service passes the key by reference, never
-    through the browser).
+    ``key_ref`` says where the key is when none is given (by reference: never through the browser).
     """
     limit = ctx.settings.limits.max_input_bytes
     _check_size(crt, "crt", "certificate", limit)
@@ -78,7 +101,7 @@ def prepare_bundle(
     if key is not None and key.strip():
         keys = keys + (read_private_key(key, password),)
     elif key_ref and not keys:
-        keys = (referenced_key(ctx, key_ref),)
+        keys = (resolve_key(ctx, key_ref),)
     extra = read_certificates(cabundle) if cabundle is not None and cabundle.strip() else ()
     bundle = assemble_bundle(parsed.certificates, keys, extra)
     info = bundle.info
@@ -202,7 +225,7 @@ def install_certificate(
     password: bytes | None = None,
     *,
     actor: str,
-    key_ref: str | None = None,
+    key_ref: KeyReference | None = None,
 ) -> tuple[PreparedBundle, list[InstallOutcome]]:
     """Validate once, then install on each service; one outcome per service."""
     services = ctx.services(service_names)

@@ -8,16 +8,16 @@ from datetime import timedelta
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from ..errors import AccessDeniedError, InputError, excerpt
-from ..operations.autofill import CertificateChoice, autofill_certificate, load_key, use_certificate
+from ..operations.autofill import CertificateChoice, autofill_certificate, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
-from ..operations.install import assess_info, install_certificate, install_warnings
+from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
 from ..operations.assessment import Thresholds
 from ..operations.inventory import service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
-from ..x509.encode import certificate_pem, chain_pem, key_pem
+from ..x509.encode import certificate_pem, chain_pem
 from ..settings import KEY_TYPES
 from ..x509.generate import key_type_label
 from .auth import current_user, login_required, root_required, service_ssl_required
@@ -257,10 +257,10 @@ def install():
         password = form.password.data.encode() if form.password.data else None
         if crt is None:
             raise InputError("Paste a certificate or choose a certificate file.", field="crt")
-        if key is None and form.key_source.data:
-            key = key_pem(load_key(ctx, current_user(), form.key_source.data))
+        key_ref = KeyReference(installed=form.key_ref.data or None, found=form.key_source.data or None,
+                               user=current_user())
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
-                                                 actor=_actor(), key_ref=form.key_ref.data or None)
+                                                 actor=_actor(), key_ref=key_ref)
     except InputError as exc:
         if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
             exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
