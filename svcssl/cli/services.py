@@ -112,7 +112,7 @@ def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
 @click.option("--json", is_flag=True)
 @runs
 def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
-    details = service_details(ctx, args.service)
+    details = service_details(ctx, ctx.service(args.service))
     status = details.status
     if args.json:
         out = _status_json(status)
@@ -204,14 +204,14 @@ def _key_found_for(ctx: Context, crt: bytes, cabundle: bytes | None,
 @click.argument("service", nargs=-1, required=True)
 @runs
 def cmd_reset(ctx: Context, args: SimpleNamespace) -> int:
-    return report([reset_certificate(ctx, name, actor=CLI_ACTOR) for name in args.service])
+    return report([reset_certificate(ctx, service, actor=CLI_ACTOR) for service in ctx.services(args.service)])
 
 
 @click.command("rollback", cls=Command, help="go back to the previous certificate in the service's history")
 @click.argument("service")
 @runs
 def cmd_rollback(ctx: Context, args: SimpleNamespace) -> int:
-    return report([rollback_certificate(ctx, args.service, actor=CLI_ACTOR)])
+    return report([rollback_certificate(ctx, ctx.service(args.service), actor=CLI_ACTOR)])
 
 
 COMMANDS = (cmd_list, cmd_check, cmd_details, cmd_install, cmd_reset, cmd_rollback)

@@ -212,8 +212,7 @@ def list_services(ctx: Context, *, include_disabled: bool = False) -> list[Servi
     ]
 
 
-def service_details(ctx: Context, name: str) -> ServiceDetails:
-    service = ctx.service(name)
+def service_details(ctx: Context, service: ServiceSettings) -> ServiceDetails:
     status = service_status(ctx, service)
     chain = tuple(describe(c) for c in status.installed.chain) if status.installed else ()
     return ServiceDetails(status=status, chain=chain, history=tuple(ctx.store.history(service.name)))

@@ -16,6 +16,5 @@ def make_self_signed_bundle(ctx: Context) -> Bundle:
     return Bundle(leaf=cert, key=key, chain=(), info=describe(cert))
 
 
-def reset_certificate(ctx: Context, name: str, *, actor: str) -> InstallOutcome:
-    service: ServiceSettings = ctx.service(name)
+def reset_certificate(ctx: Context, service: ServiceSettings, *, actor: str) -> InstallOutcome:
     return deploy_bundle(ctx, service, make_self_signed_bundle(ctx), action="reset", actor=actor)

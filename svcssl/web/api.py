@@ -20,6 +20,7 @@ from ..operations.autofill import (CertificateChoice, account_certificate_by_id,
                                    private_key_pem, vhost_choices)
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
 from ..operations.context import Context
+from ..settings import ServiceSettings
 from ..operations.install import install_certificate
 from ..operations.inventory import export_service_components, service_details
 from ..operations.reset import reset_certificate
@@ -87,11 +88,11 @@ def _service_param(ctx: Context, params: MultiDict):
 # --- functions -------------------------------------------------------------------------------
 
 
-def _service_payload(ctx: Context, name: str) -> dict:
-    status = service_details(ctx, name).status
+def _service_payload(ctx: Context, service: ServiceSettings) -> dict:
+    status = service_details(ctx, service).status
     installed = status.installed
     return {
-        "service": name,
+        "service": service.name,
         "service_description": status.service.description,
         "certificate": certificate_pem(installed.leaf).decode() if installed else "",
         "certificate_info": certificate_info(status.info),
@@ -127,17 +128,17 @@ def install_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Cal
     if not outcome.ok:
         raise ApiFailure(f"The certificate could not be installed on {service.name}: {outcome.message}"
                          + (f" ({outcome.output.strip()})" if outcome.output.strip() else ""))
-    return ApiResult(_service_payload(ctx, service.name), warnings=list(prepared.warnings),
+    return ApiResult(_service_payload(ctx, service), warnings=list(prepared.warnings),
                      messages=[outcome.message])
 
 
 def reset_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
     _require_privilege(caller)
     service = _service_param(ctx, params)
-    outcome = reset_certificate(ctx, service.name, actor=caller.actor)
+    outcome = reset_certificate(ctx, service, actor=caller.actor)
     if not outcome.ok:
         raise ApiFailure(f"The certificate of {service.name} could not be reset: {outcome.message}")
-    return ApiResult(_service_payload(ctx, service.name),
+    return ApiResult(_service_payload(ctx, service),
                      warnings=["The new certificate is self-signed: clients will not trust it."],
                      messages=[outcome.message])
 

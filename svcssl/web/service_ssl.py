@@ -18,7 +18,7 @@ from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
 from ..x509.encode import certificate_pem, chain_pem
-from ..settings import KEY_TYPES
+from ..settings import KEY_TYPES, ServiceSettings
 from ..x509.generate import key_type_label
 from .auth import current_user, login_required, root_required, service_ssl_required
 from .context import context, service_statuses
@@ -102,18 +102,18 @@ def _read_field(form: InstallForm, text_field: str, file_field: str, limit: int)
     return text.encode("utf-8") if text.strip() else None
 
 
-def _apply_source(form: InstallForm, source: str) -> str:
+def _apply_source(form: InstallForm, source: ServiceSettings) -> str:
     """Pre-fill the form with a service's certificate and CA bundle; its key goes by reference."""
     ctx = context()
     details = service_details(ctx, source)
     status = details.status
     if status.installed is None:
-        raise InputError(f"The service '{source}' has no readable certificate to apply.", field="service")
+        raise InputError(f"The service '{source.name}' has no readable certificate to apply.", field="service")
     form.crt.data = certificate_pem(status.installed.leaf).decode()
     form.cabundle.data = chain_pem(status.installed.chain).decode()
     if status.active is not None and status.active.fingerprint == status.fingerprint:
         form.key_ref.data = status.fingerprint
-    return source
+    return source.name
 
 
 def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | None]:
@@ -212,7 +212,7 @@ def install():
         source = request.args.get("apply_from")
         if source:
             try:
-                apply_from = _apply_source(form, ctx.service(source).name)
+                apply_from = _apply_source(form, ctx.service(source))
             except InputError as exc:
                 flash(exc.message, "error")
                 return redirect(url_for(".index"))
@@ -310,24 +310,29 @@ def results(result_id: str):
     return render_template("service_ssl/results.html", now=context().now(), restart_form=ConfirmForm(), **result)
 
 
+def _service_or_404(name: str) -> ServiceSettings:
+    """The service a URL names, resolved once per request (after the login and privilege checks)."""
+    try:
+        return context().service(name)
+    except InputError as exc:
+        abort(404, exc.message)
+
+
 @bp.route(PAGE + "/reset/<service>", methods=["GET", "POST"])
 @service_ssl_required
 def reset(service: str):
     ctx = context()
-    try:
-        svc = ctx.service(service)
-    except InputError as exc:
-        abort(404, exc.message)
+    svc = _service_or_404(service)
     form = ConfirmForm()
     if request.method == "POST":
         if not form.validate_on_submit():
             abort(400, "The form expired or was not sent from this page. Try again.")
-        outcome = reset_certificate(ctx, svc.name, actor=_actor())
-        info = service_details(ctx, svc.name).status.info
+        outcome = reset_certificate(ctx, svc, actor=_actor())
+        info = service_details(ctx, svc).status.info
         return _show_results([outcome], ("The new certificate is self-signed: clients will not trust it.",), info)
     certificates = ctx.settings.certificates
     return render_template("service_ssl/reset_confirm.html", service=svc, form=form,
-                           hostname=ctx.settings.server.hostname, status=service_details(ctx, svc.name).status,
+                           hostname=ctx.settings.server.hostname, status=service_details(ctx, svc).status,
                            now=ctx.now(), new_key=key_type_label(certificates.key_type),
                            new_days=certificates.self_signed_days)
 
@@ -336,10 +341,7 @@ def reset(service: str):
 @service_ssl_required
 def details(service: str):
     ctx = context()
-    try:
-        data = service_details(ctx, service)
-    except InputError as exc:
-        abort(404, exc.message)
+    data = service_details(ctx, _service_or_404(service))
     status = data.status
     live = _live_checks([status]).get(status.service.name)
     targets = {t.id for t in ctx.store.rollback_targets(status.service.name)}
@@ -356,10 +358,7 @@ def details(service: str):
 def download(service: str, part: str):
     """The installed certificate, or it with its chain, as PEM. Never the key."""
     ctx = context()
-    try:
-        status = service_details(ctx, service).status
-    except InputError as exc:
-        abort(404, exc.message)
+    status = service_details(ctx, _service_or_404(service)).status
     if status.installed is None:
         abort(404, f"The service '{status.service.name}' has no readable certificate: {status.problem}")
     body = certificate_pem(status.installed.leaf)
@@ -379,11 +378,12 @@ def rollback(service: str):
         abort(400, "The form expired or was not sent from this page. Try again.")
     fingerprint = request.form.get("fingerprint") or None
     try:
-        outcome = rollback_certificate(ctx, service, actor=_actor(), fingerprint=fingerprint)
+        svc = ctx.service(service)
+        outcome = rollback_certificate(ctx, svc, actor=_actor(), fingerprint=fingerprint)
     except InputError as exc:
         flash(exc.message, "error")
         return redirect(url_for(".details", service=service) if service in ctx.settings.services else url_for(".index"))
-    info = service_details(ctx, service).status.info
+    info = service_details(ctx, svc).status.info
     return _show_results([outcome], (), info)
 
 
