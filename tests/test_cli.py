@@ -152,6 +152,13 @@ def test_reset_installs_a_new_self_signed_certificate(run_cli, simple_config, tm
     assert info["signature_algorithm"] == "sha256WithRSAEncryption"
 
 
+def test_reset_checks_every_service_name_before_changing_any(run_cli, simple_config):
+    before = listing(run_cli, simple_config)["exim"]["fingerprint"]
+    result = run_cli("reset", "exim", "postfix", config=simple_config)
+    assert result.code == 2 and "Unknown service 'postfix'" in result.err
+    assert listing(run_cli, simple_config)["exim"]["fingerprint"] == before
+
+
 def test_failed_reload_leaves_old_files_byte_for_byte_and_exits_1(run_cli, tmp_path):
     etc = tmp_path / "etc"
     config = write_config(tmp_path / "c.toml", state_dir=tmp_path / "state", services={
