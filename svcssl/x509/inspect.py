@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from .signature import signed_by
+from .signature import issued_by
 
 # OpenSSL's names for the curves, as WHM reports them.
 CURVE_NAMES = {"secp256r1": ("prime256v1", "P-256"), "secp384r1": ("secp384r1", "P-384"), "secp521r1": ("secp521r1", "P-521")}
@@ -136,13 +136,7 @@ def key_identifiers(cert: x509.Certificate) -> tuple[str | None, str | None]:
 def is_self_signed(cert: x509.Certificate) -> bool:
     """Issuer equals subject and its own key verifies its signature, whatever the algorithm
     (a SHA-1 self-signed certificate is self-signed; that SHA-1 is weak is a separate reason)."""
-    if cert.subject != cert.issuer:
-        return False
-    try:
-        public_key = cert.public_key()
-    except Exception:  # noqa: BLE001 - an unreadable key signs nothing
-        return False
-    return signed_by(cert, public_key)
+    return issued_by(cert, cert)
 
 
 def _serial(cert: x509.Certificate) -> str:

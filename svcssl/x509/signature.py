@@ -47,3 +47,15 @@ def certificate_signature(cert: x509.Certificate, public_key) -> str:
 
 def signed_by(cert: x509.Certificate, public_key) -> bool:
     return certificate_signature(cert, public_key) == VERIFIED
+
+
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """True when the parent's subject is the child's issuer and the parent's key verifies the child's signature
+    (whatever the algorithm: a SHA-1 signature is weak, which ``validate.weak_reasons`` says, not absent)."""
+    if child.issuer != parent.subject:
+        return False
+    try:
+        public_key = parent.public_key()
+    except Exception:  # noqa: BLE001 - an unreadable key verifies nothing
+        return False
+    return signed_by(child, public_key)

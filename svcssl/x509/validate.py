@@ -7,9 +7,9 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from ..errors import CertificateValidityError, ChainError, KeyMismatchError
+from ..errors import CertificateValidityError, ChainError
 from .inspect import CertificateInfo, is_self_signed, spki_der
-from .signature import UNSUPPORTED, certificate_signature, signed_by
+from .signature import UNSUPPORTED, certificate_signature, issued_by
 
 _SHA256 = SHA256()
 
@@ -17,23 +17,6 @@ _SHA256 = SHA256()
 def key_matches(cert: x509.Certificate, key) -> bool:
     """True when ``key`` is the private half of ``cert``'s SubjectPublicKeyInfo."""
     return spki_der(cert.public_key()) == spki_der(key.public_key())
-
-
-def require_key_match(cert: x509.Certificate, key) -> None:
-    if not key_matches(cert, key):
-        raise KeyMismatchError("The private key does not match the certificate (their public keys differ).")
-
-
-def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """True when the parent's subject is the child's issuer and the parent's key verifies the child's signature
-    (whatever the algorithm: a SHA-1 signature is weak, which ``weak_reasons`` says, not absent)."""
-    if child.issuer != parent.subject:
-        return False
-    try:
-        public_key = parent.public_key()
-    except Exception:  # noqa: BLE001 - an unreadable key verifies nothing
-        return False
-    return signed_by(child, public_key)
 
 
 def _unchained_reason(cert: x509.Certificate, candidates: list[x509.Certificate]) -> str | None:
