@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import IN_CI, REPO_ROOT, require_binaries
+from support import pki
+from support.config import IN_CI, REPO_ROOT, require_binaries
 
 HOSTNAME = "mail.example.com"
 TOUCHED = [Path(p) for p in ("/etc/dovecot", "/etc/exim4", "/etc/pure-ftpd", "/etc/ssl/private", "/var/lib/exim4",

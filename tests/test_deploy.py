@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import tree_state, write_config
+from support import pki
+from support.config import tree_state, write_config
 from svcssl.deploy import deploy_files, render_files
 from svcssl.errors import DeployError
 from svcssl.operations.context import open_context

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import IN_CI, REPO_ROOT, require_binaries
-from serve_support import ServedPanel, https_session, panel_config
+from support import pki
+from support.config import IN_CI, REPO_ROOT, require_binaries
+from support.serve import ServedPanel, https_session, panel_config
 from svcssl.operations.context import open_context
 from svcssl.settings import load_settings
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from panel_support import ROOT_PASSWORD, csrf_token, make_panel
+from support.panel import ROOT_PASSWORD, csrf_token, make_panel
 from svcssl.web.server import Limits
 from svcssl.x509.inspect import fingerprint
-from test_browser import REPO, PanelProcess, install_directly
+from support.browser import install_directly
+from support.process import REPO, PanelProcess
 
 PAGE = "/scripts2/manageservicecrts"
 LIMITS = Limits()

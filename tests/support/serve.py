@@ -16,7 +16,7 @@ from typing import Sequence
 
 import requests
 
-from conftest import write_config
+from support.config import write_config
 from servers.ports import free_port
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
