@@ -23,6 +23,7 @@ from support.browser import PAGE, ca_bundle, install_directly, log_in, no_privat
 from support.config import write_config
 from support.panel import ALICE_PASSWORD, HOST, ROOT_PASSWORD
 from support.process import REPO
+from support.wait import wait_until
 from svcssl.x509.inspect import fingerprint
 
 SERVICES = ("cpanel", "dovecot", "exim", "ftp")
@@ -241,7 +242,7 @@ def test_install_on_the_panel_serves_it_to_new_connections_then_restart(server, 
     shots(page, "panel-install-results")
 
     # A new page over a new connection (a fresh context has its own connection pool) gets the new certificate.
-    time.sleep(0.3)  # the panel checks its certificate files at most every 0.25 s
+    wait_until(lambda: server.served_fingerprint() == fingerprint(leaf))  # it checks its files every 0.25 s
     fresh = browser.new_context(ignore_https_errors=True, storage_state=context.storage_state())
     failed: list[str] = []
     try:

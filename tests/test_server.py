@@ -25,6 +25,7 @@ from svcssl.web.server import Limits
 from svcssl.x509.inspect import fingerprint
 from support.browser import install_directly
 from support.process import REPO, PanelProcess
+from support.wait import wait_until
 
 PAGE = "/scripts2/manageservicecrts"
 LIMITS = Limits()
@@ -161,7 +162,7 @@ def test_the_per_address_cap_closes_extra_connections_from_one_address_and_serve
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.3)  # the server sees them go: the address is served again
+    wait_until(lambda: load_login(server.port, source=greedy, timeout=3)[0] == 200)  # the server sees them go
     assert load_login(server.port, source=greedy)[0] == 200
 
 
@@ -202,7 +203,7 @@ def test_a_new_panel_certificate_goes_to_new_connections_and_an_open_one_keeps_w
     first.read()
     assert first.status == 200
     leaf = install_directly(panel, ["cpanel"], 31)
-    time.sleep(0.3)  # the panel checks its certificate files at most every 0.25 s
+    wait_until(lambda: server.served_fingerprint() == fingerprint(leaf))  # it checks its files every 0.25 s
     assert server.served_fingerprint() == fingerprint(leaf) != old
     kept.request("GET", "/login")  # the same keep-alive connection, on the old certificate
     second = kept.getresponse()
