@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support.config import IN_CI, require_binaries, write_config
+from support.config import require_binaries, skip_or_fail, write_config
 from support.panel import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, make_panel
 from support.process import PanelProcess
 from support.web import login, new_client
@@ -119,9 +119,7 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         message = "missing the playwright Python package: run `bash scripts/test.sh` (the README's test command does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                               args=CHROMIUM_ARGS)

@@ -13,14 +13,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def skip_or_fail(message: str) -> None:
+    """A test that cannot run here skips locally and fails under CI=true (where everything must run)."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_binaries(*names: str, install: str) -> None:
     """Skip (locally) or fail (under CI=true) when a real program is missing."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
         message = f"missing {', '.join(missing)}: run `{install}` (the README's test command does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
 
 
 def toml_value(value) -> str:
