@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.panel import ROOT_PASSWORD, csrf_token, make_panel
+from support.panel import ROOT_PASSWORD, csrf_token
 from svcssl.web.server import Limits
 from svcssl.x509.inspect import fingerprint
 from support.browser import install_directly
@@ -49,11 +49,6 @@ class Serve(PanelProcess):
                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=self.preexec_fn)
         self.wait_until_serving(starts=1)
         return self
-
-
-@pytest.fixture
-def panel(tmp_path):
-    return make_panel(tmp_path)
 
 
 @pytest.fixture

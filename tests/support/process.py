@@ -19,6 +19,20 @@ REPO = Path(__file__).resolve().parent.parent.parent
 PANEL_URL = re.compile(r"svcssl panel: https://")
 
 
+def terminate(proc: subprocess.Popen | None) -> bool:
+    """SIGTERM, then SIGKILL after 15 s: whether the process (if still running) obeyed SIGTERM."""
+    if proc is None or proc.poll() is not None:
+        return True
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+        return True
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        return False
+
+
 class PanelProcess:
     """`svcssl serve` as a child process; its stdout and stderr go to a log file."""
 
@@ -69,12 +83,5 @@ class PanelProcess:
         return hashlib.sha256(self.served_certificate()).hexdigest()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        if not terminate(self.proc):
             raise AssertionError(f"svcssl serve ignored SIGTERM:\n{self.output()}")
