@@ -1,30 +1,27 @@
+"""The fixtures every test module shares, defined once (flaskr style): the panel and its Flask `app`,
+`client`, `runner` and logged-in users; the `svcssl` command in-process; Chromium and served panels.
+
+Helpers live in the `support` and `servers` packages (on the path through pyproject's `pythonpath`).
+"""
+
 from __future__ import annotations
 
 import os
 import shutil
-import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support.config import require_binaries, skip_or_fail, write_config
+from support.panel import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, make_panel
+from support.process import PanelProcess
+from support.web import login, new_client
+from svcssl import cli
+from svcssl.app import create_app
 
-from svcssl import cli  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_binaries(*names: str, install: str) -> None:
-    """Skip (locally) or fail (under CI=true) when a real program is missing."""
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        message = f"missing {', '.join(missing)}: run `{install}` (the README's test command does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
 
 
 @dataclass
@@ -48,28 +45,6 @@ def run_cli(capsys):
     return run
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_config(path: Path, *, hostname: str = "mail.example.com", state_dir: Path, services: dict[str, dict],
-                 extra: str = "") -> Path:
-    lines = ["[server]", f"hostname = {toml_value(hostname)}", f"state_dir = {toml_value(str(state_dir))}",
-             "", "[deploy]", "probe_timeout = 5", "command_timeout = 30", ""]
-    for name, table in services.items():
-        lines.append(f"[services.{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    path.write_text("\n".join(lines) + extra)
-    return path
-
-
 @pytest.fixture
 def simple_config(tmp_path) -> Path:
     """Two file-only services (no reload), under tmp_path/etc."""
@@ -87,11 +62,103 @@ def simple_config(tmp_path) -> Path:
     )
 
 
-def tree_state(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``root`` with its bytes and mode (to prove nothing changed)."""
-    result = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and "locks" not in path.parts:
-            st = path.stat()
-            result[str(path.relative_to(root))] = (path.read_bytes(), stat.S_IMODE(st.st_mode))
-    return result
+# --- the panel through Flask's test client ------------------------------------------------------
+
+
+@pytest.fixture
+def panel(tmp_path):
+    """A configured panel (settings, state, users root/alice/bob) under tmp_path."""
+    return make_panel(tmp_path)
+
+
+@pytest.fixture
+def app(panel):
+    app = create_app(panel.settings, live_check_ttl=0)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return new_client(app)
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def logged_in(app, name: str, password: str):
+    client = new_client(app)
+    assert login(client, name, password).status_code == 302
+    return client
+
+
+@pytest.fixture
+def root(app):
+    return logged_in(app, "root", ROOT_PASSWORD)
+
+
+@pytest.fixture
+def alice(app):
+    return logged_in(app, "alice", ALICE_PASSWORD)
+
+
+@pytest.fixture
+def bob(app):
+    return logged_in(app, "bob", BOB_PASSWORD)
+
+
+# --- Chromium against `svcssl serve` ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_binaries("chromium", install="bash scripts/test.sh")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "missing the playwright Python package: run `bash scripts/test.sh` (the README's test command does)"
+        skip_or_fail(message)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    directory = Path(os.environ.get("SVCSSL_SCREENSHOTS") or tmp_path / "screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def shot(page, name: str) -> Path:
+        path = directory / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return shot
+
+
+@pytest.fixture
+def start_panel(tmp_path):
+    """Start `svcssl serve` for a config; every one started is stopped after the test."""
+    started: list[PanelProcess] = []
+
+    def start(config: Path) -> PanelProcess:
+        server = PanelProcess(config, tmp_path / f"serve-{len(started)}.log").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+

@@ -18,8 +18,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from conftest import require_binaries
-from servers.pebble import free_port, start_pebble
+from support.config import require_binaries
+from servers.pebble import DNS_HOOK, free_port, start_pebble
 from svcssl.acme import AcmeConfig, AcmeError, IssuedCertificate, order_certificate, renewal_window
 from svcssl.acme import http01
 from svcssl.acme.client import (ACCOUNT_FILE, ACCOUNT_KEY_FILE, PENDING_FILE, PENDING_KEY_FILE, account_dir,
@@ -313,16 +313,6 @@ def test_renewal_window_reads_ari_where_the_ca_offers_it(pebble, tmp_path):
     key_id = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     assert base64.urlsafe_b64decode(aki + "=" * (-len(aki) % 4)) == key_id
     assert int.from_bytes(base64.urlsafe_b64decode(serial + "=" * (-len(serial) % 4)), "big") == leaf.serial_number
-
-
-DNS_HOOK = '''import json, sys, urllib.request
-action, name, value = sys.argv[1:4]
-management = sys.argv[4]
-path, body = ("/set-txt", {"host": name + ".", "value": value}) if action == "add" else ("/clear-txt", {"host": name + "."})
-request = urllib.request.Request(management + path, data=json.dumps(body).encode(), method="POST")
-urllib.request.urlopen(request, timeout=5).read()
-open(sys.argv[5], "a").write(f"{action} {name}\\n")
-'''
 
 
 def test_dns01_through_a_hook_command(pebble, tmp_path):

@@ -12,35 +12,20 @@ import pytest
 import requests
 import urllib3
 
-import pki
-from conftest import require_binaries, tree_state
-from panel_support import BOB_PASSWORD, HOST, make_panel
+from support import pki
+from support.config import require_binaries, tree_state
+from support.panel import BOB_PASSWORD, HOST, make_panel
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token, revoke_token
-from test_bad_input import CASES
-from test_browser import PanelProcess
+from support.api import Api, ok, refused
+from support.bad_input import CASES
+from support.process import PanelProcess
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 INFO_FIELDS = {"domains", "not_before", "not_after", "is_self_signed", "key_algorithm", "modulus", "modulus_length",
                "ecdsa_curve_name", "ecdsa_public", "issuer.commonName", "issuer.organizationName", "issuer_text",
                "signature_algorithm"}
-
-
-class Api:
-    def __init__(self, base: str, user: str, token: str):
-        self.base = base
-        self.headers = {"Authorization": f"whm {user}:{token}"}
-
-    def call(self, function: str, method: str = "GET", headers=None, prefix: str = "", **params):
-        params.setdefault("api.version", "1")
-        url = f"{self.base}{prefix}/json-api/{function}"
-        h = self.headers if headers is None else headers
-        if method == "GET":
-            response = requests.get(url, params=params, headers=h, verify=False, timeout=60)
-        else:
-            response = requests.post(url, data=params, headers=h, verify=False, timeout=60)
-        return response
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +48,6 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def root(server):
     return Api(server["url"], "root", server["tokens"]["root"])
-
-
-def ok(response) -> dict:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["metadata"]["result"] == 1, body["metadata"]
-    assert body["metadata"]["reason"] == "OK" and body["metadata"]["version"] == 1
-    return body
-
-
-def refused(response, status: int = 200) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["metadata"]["result"] == 0 and "data" not in body
-    assert "Traceback" not in response.text
-    return body["metadata"]["reason"]
 
 
 def bundle(slot: int, names=(HOST,), key=None):
@@ -295,7 +264,7 @@ def test_certbot_deploy_hook_installs_the_renewed_certificate(server, tmp_path):
     (lineage / "cert.pem").write_text(crt)
     (lineage / "privkey.pem").write_text(key)
     (lineage / "chain.pem").write_text(cabundle)
-    from conftest import REPO_ROOT
+    from support.config import REPO_ROOT
     env = {"PATH": "/usr/bin:/bin", "SVCSSL_URL": server["url"], "SVCSSL_USER": "root",
            "SVCSSL_TOKEN": server["tokens"]["root"], "SVCSSL_SERVICES": "dovecot exim", "SVCSSL_INSECURE": "1",
            "RENEWED_LINEAGE": str(lineage)}

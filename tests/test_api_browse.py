@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-import pki
-from discovery_support import make_world
+from support import pki
+from support.discovery import make_world
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token
-from test_api import Api, ok, refused
-from test_browser import PanelProcess
+from support.api import Api, ok, refused
+from support.process import PanelProcess
 
 CRT_FIELDS = {"id", "domain", "domains", "friendly_name", "is_self_signed", "issuer.organizationName", "not_after",
               "key_algorithm", "modulus_length", "ecdsa_curve_name", "signature_algorithm"}

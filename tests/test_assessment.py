@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-import pki
+from support import pki
 from svcssl.operations.assessment import (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, CertificateFacts, ServerFacts,
                                           Thresholds, assess, assess_unreadable, expiry_level)
 from svcssl.x509.generate import make_self_signed

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-import pki
-from conftest import tree_state
-from discovery_support import issue, lets_encrypt, make_world
+from support import pki
+from support.config import tree_state
+from support.discovery import issue, lets_encrypt, make_world
 from svcssl.errors import AccessDeniedError, InputError
 from svcssl.operations import browse
 from svcssl.operations.accounts import assign_accounts, unassign_accounts

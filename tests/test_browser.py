@@ -8,160 +8,29 @@ rewritten on every run).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import IN_CI, require_binaries, write_config
 from servers.ports import free_port
-from panel_support import ALICE_PASSWORD, HOST, ROOT_PASSWORD, make_panel
-from svcssl.operations.context import open_context
-from svcssl.operations.install import install_certificate
+from support.browser import PAGE, ca_bundle, install_directly, log_in, no_private_key, row
+from support.config import write_config
+from support.panel import ALICE_PASSWORD, HOST, ROOT_PASSWORD
+from support.process import REPO
+from support.wait import wait_until
 from svcssl.x509.inspect import fingerprint
 
-REPO = Path(__file__).resolve().parent.parent
-PAGE = "/scripts2/manageservicecrts"
 SERVICES = ("cpanel", "dovecot", "exim", "ftp")
-CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-quic"]
 FIRST_START = re.compile(r"First start: log in as root with the password (\S+)")
-PANEL_URL = re.compile(r"svcssl panel: https://")
-
-
-# --- the browser --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_binaries("chromium", install="bash scripts/test.sh")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "missing the playwright Python package: run `bash scripts/test.sh` (the README's test command does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def context(browser):
-    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
-    ctx.set_default_timeout(10_000)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def shots(tmp_path):
-    directory = Path(os.environ.get("SVCSSL_SCREENSHOTS") or tmp_path / "screenshots")
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def shot(page, name: str) -> Path:
-        path = directory / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        return path
-
-    return shot
 
 
 # --- the server -------------------------------------------------------------------------------
-
-
-class PanelProcess:
-    """`svcssl serve` as a child process; its stdout and stderr go to a log file."""
-
-    def __init__(self, config: Path, log: Path):
-        self.config = config
-        self.log = log
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "PanelProcess":
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "svcssl.cli", "--config", str(self.config), "serve",
-                 "--listen", f"127.0.0.1:{self.port}"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.wait_until_serving(starts=1)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_until_serving(self, starts: int, timeout: float = 20.0) -> None:
-        """Until the URL line was printed `starts` times and a TLS handshake succeeds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"svcssl serve exited ({self.proc.returncode}):\n{self.output()}"
-            if len(PANEL_URL.findall(self.output())) >= starts:
-                try:
-                    self.served_certificate()
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise AssertionError(f"svcssl serve did not come up within {timeout} s:\n{self.output()}")
-
-    def served_certificate(self) -> bytes:
-        """The DER certificate a new TLS connection to the panel gets."""
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw:
-            with context.wrap_socket(raw) as tls:
-                return tls.getpeercert(binary_form=True)
-
-    def served_fingerprint(self) -> str:
-        return hashlib.sha256(self.served_certificate()).hexdigest()
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-            raise AssertionError(f"svcssl serve ignored SIGTERM:\n{self.output()}")
-
-
-@pytest.fixture
-def start_panel(tmp_path):
-    started: list[PanelProcess] = []
-
-    def start(config: Path) -> PanelProcess:
-        server = PanelProcess(config, tmp_path / f"serve-{len(started)}.log").start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def panel(tmp_path):
-    return make_panel(tmp_path)
 
 
 @pytest.fixture
@@ -172,45 +41,8 @@ def server(panel, start_panel):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def ca_bundle(slot: int):
-    ca = pki.pki()
-    leaf, key = ca.leaf([HOST], key=pki.rsa_key(slot))
-    return leaf, pki.pem(leaf).decode(), pki.key_pem(key).decode(), pki.pem(ca.intermediate).decode()
-
-
-def install_directly(panel, services, slot: int):
-    """Set up state before the server starts (the same operation the form calls)."""
-    leaf, crt, key, chain = ca_bundle(slot)
-    ctx = open_context(panel.settings)
-    try:
-        _, outcomes = install_certificate(ctx, list(services), crt.encode(), key.encode(), chain.encode(), None,
-                                          actor="test")
-    finally:
-        ctx.store.close()
-    assert all(o.ok for o in outcomes), outcomes
-    return leaf
-
-
-def log_in(page, server: PanelProcess, name: str, password: str) -> None:
-    page.goto(server.url + "/")
-    assert "/login" in page.url
-    page.fill("#username", name)
-    page.fill("#password", password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-    assert "/login" not in page.url, page.locator("main").inner_text()
-
-
-def row(page, service: str):
-    return page.locator(f"#service-{service}")
-
-
 def expiry_of(page, service: str) -> str:
     return row(page, service).locator(".expiry .date").inner_text().strip()
-
-
-def no_private_key(page) -> None:
-    assert "PRIVATE KEY" not in page.content(), page.url
 
 
 def day(cert) -> str:
@@ -410,7 +242,7 @@ def test_install_on_the_panel_serves_it_to_new_connections_then_restart(server, 
     shots(page, "panel-install-results")
 
     # A new page over a new connection (a fresh context has its own connection pool) gets the new certificate.
-    time.sleep(0.3)  # the panel checks its certificate files at most every 0.25 s
+    wait_until(lambda: server.served_fingerprint() == fingerprint(leaf))  # it checks its files every 0.25 s
     fresh = browser.new_context(ignore_https_errors=True, storage_state=context.storage_state())
     failed: list[str] = []
     try:

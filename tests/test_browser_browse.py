@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 
-import pki
-from discovery_support import installed, make_world
-from panel_support import ROOT_PASSWORD
+from support import pki
+from support.discovery import installed, make_world
+from support.panel import ROOT_PASSWORD
 from svcssl.x509.inspect import fingerprint
-from test_browser import browser, context, log_in, no_private_key, shots, start_panel  # noqa: F401 - fixtures
+from support.browser import log_in, no_private_key
 
 PAGE = "/scripts2/manageservicecrts"
 

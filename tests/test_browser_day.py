@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 
-import pki
-from panel_support import HOST, ROOT_PASSWORD, make_panel
-from test_browser import PAGE, browser, install_directly, log_in, no_private_key, row, shots, start_panel  # noqa: F401 - fixtures
+from support import pki
+from support.panel import HOST, ROOT_PASSWORD, make_panel
+from support.browser import PAGE, install_directly, log_in, no_private_key, row
 
 VIEWPORTS = [pytest.param({"width": 1280, "height": 800}, id="1280x800"),
              pytest.param({"width": 1920, "height": 1080}, id="1920x1080")]
@@ -468,7 +468,7 @@ def test_generate_key_and_csr_then_autofill_finds_the_key(server, panel, context
 
 
 def test_browse_apache_explains_a_vhost_skipped_for_a_module_not_loaded(tmp_path, start_panel, context):  # noqa: F811
-    from discovery_support import debian_apache
+    from support.discovery import debian_apache
     ssl = tmp_path / "ssl"
     guarded = ("<IfModule ssl_module>\n<VirtualHost *:443>\nServerName shop.example.com\nSSLEngine on\n"
                f"SSLCertificateFile {ssl}/a.pem\n</VirtualHost>\n</IfModule>\n")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import tree_state, write_config
+from support import pki
+from support.config import tree_state, write_config
 
 HOST = "mail.example.com"
 

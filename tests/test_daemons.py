@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import require_binaries, write_config
+from support import pki
+from support.config import require_binaries, write_config
 from servers import daemons
 from svcssl.deploy.probe import fetch_served_certificate
 from svcssl.settings import parse_probe

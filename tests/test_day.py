@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from panel_support import csrf_token
+from support.panel import csrf_token
 
 
 def test_user_list_and_delete_on_the_command_line(run_cli, simple_config, tmp_path):
@@ -27,9 +27,6 @@ def test_user_list_and_delete_on_the_command_line(run_cli, simple_config, tmp_pa
     assert missing.code == 2 and "no user named 'carol'" in missing.err
     root = run_cli("user", "delete", "root", config=simple_config)
     assert root.code == 2 and "root cannot be deleted" in root.err
-
-
-from test_web import alice, app, bob, panel, root  # noqa: E402,F401 - fixtures
 
 
 def test_users_page_refuses_bad_input_with_400_and_changes_nothing(root, bob, panel):
@@ -63,7 +60,7 @@ def test_csr_create_keeps_the_key_and_install_without_key_finds_it(run_cli, simp
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    import pki
+    from support import pki
 
     made = run_cli("csr", "create", "--domains", "mail.example.com", "smtp.example.com", "--key-type", "ecdsa-p256",
                    config=simple_config)
@@ -113,7 +110,7 @@ def test_csr_create_keeps_the_key_and_install_without_key_finds_it(run_cli, simp
 
 
 def test_cli_wording_install_result_key_hint_and_autofill_pem(run_cli, simple_config, tmp_path):
-    import pki
+    from support import pki
 
     ca = pki.pki()
     leaf, key = ca.leaf(["mail.example.com"], key=pki.rsa_key(48))

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from conftest import IN_CI, REPO_ROOT, require_binaries
+from support import pki
+from support.config import REPO_ROOT, require_binaries, skip_or_fail
 
 HOSTNAME = "mail.example.com"
 TOUCHED = [Path(p) for p in ("/etc/dovecot", "/etc/exim4", "/etc/pure-ftpd", "/etc/ssl/private", "/var/lib/exim4",
@@ -268,9 +268,7 @@ def exim_macros_file() -> Path:
 @pytest.fixture
 def debian(tmp_path):
     if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the Debian daemons test needs root under CI=true")
-        pytest.skip("needs root: it starts Debian's daemons with their init scripts and changes /etc")
+        skip_or_fail("needs root: it starts Debian's daemons with their init scripts and changes /etc")
     require_binaries("dovecot", "doveadm", "doveconf", "exim4", "update-exim4.conf", "pure-ftpd",
                      "pure-ftpd-wrapper", "start-stop-daemon",
                      install="apt-get install dovecot-imapd dovecot-pop3d exim4-daemon-light pure-ftpd")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import pki
-from discovery_support import debian_apache, issue, lets_encrypt, rhel_apache, self_signed, write_account
+from support import pki
+from support.discovery import debian_apache, issue, lets_encrypt, rhel_apache, self_signed, write_account
 from servers.http import silent_tcp_port, start_http_server
 from svcssl.discovery import index as index_module
 from svcssl.discovery.accounts import read_storage_file, scan_accounts

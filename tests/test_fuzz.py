@@ -12,11 +12,11 @@ import os
 
 import pytest
 
-import der_mutations
-import pki
-from conftest import tree_state
-from discovery_support import make_world
-from panel_support import HOST, ROOT_PASSWORD, csrf_token
+from support import der_mutations
+from support import pki
+from support.config import tree_state
+from support.discovery import make_world
+from support.panel import HOST, ROOT_PASSWORD, csrf_token
 from svcssl.app import create_app
 from svcssl.errors import InputError
 from svcssl.operations import browse

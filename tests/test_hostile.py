@@ -17,17 +17,17 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
-import pki
-from conftest import tree_state
-from discovery_support import issue, make_world
-from panel_support import ALICE_PASSWORD, BOB_PASSWORD, HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support import pki
+from support.config import tree_state
+from support.discovery import issue, make_world
+from support.panel import ALICE_PASSWORD, BOB_PASSWORD, HOST, ROOT_PASSWORD, csrf_token, make_panel
 from servers.http import start_http_server
 from svcssl.discovery.cabundles import AiaFetcher, build_chain
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token
 from svcssl.operations.users import delete_user, set_password
-from test_api import Api, ok, refused
-from test_browser import PanelProcess
+from support.api import Api, ok, refused
+from support.process import PanelProcess
 
 COOKIE = "__Host-svcssl_session"
 
@@ -364,7 +364,7 @@ def test_browse_lists_the_linked_and_foreign_files_as_unusable_with_the_reason(h
 def leaf_with_issuer_urls(urls: list[str], slot: int):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from discovery_support import lets_encrypt
+    from support.discovery import lets_encrypt
 
     le = lets_encrypt()
     base, _ = issue(["aia.example"], slot, le)
@@ -378,7 +378,7 @@ def leaf_with_issuer_urls(urls: list[str], slot: int):
 
 
 def test_the_aia_download_uses_the_checked_address_no_proxy_and_few_urls(monkeypatch):
-    from discovery_support import lets_encrypt
+    from support.discovery import lets_encrypt
     le = lets_encrypt()
     http = start_http_server({"/r11.der": ("application/pkix-cert", pki.der(le.intermediate))})
     real_getaddrinfo = socket.getaddrinfo

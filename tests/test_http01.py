@@ -9,7 +9,7 @@ import urllib.request
 import josepy as jose
 from acme import challenges
 
-import pki
+from support import pki
 from servers.ports import free_port
 from svcssl.acme.http01 import Resource, StandaloneResponder
 

@@ -15,12 +15,12 @@ from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-import pki
-from conftest import require_binaries, write_config
+from support import pki
+from support.config import require_binaries, write_config
 from servers import daemons
 from servers.dns import start_dns_server
 from servers.http import start_http_server
-from servers.pebble import free_port, start_pebble
+from servers.pebble import DNS_HOOK, free_port, start_pebble
 from svcssl.deploy.probe import fetch_served_certificate
 from svcssl.errors import LockTimeoutError
 from svcssl.maintenance.run import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, run_maintenance
@@ -169,7 +169,7 @@ def test_cli_json_report_and_dry_run(pebble, dns_server, inbox, tmp_path, run_cl
     config = make_config(tmp_path, pebble, dns_server, inbox[1])
     etc = tmp_path / "etc"
     run_cli("list", "--no-probe", config=config)
-    from conftest import tree_state
+    from support.config import tree_state
     before = tree_state(etc)
     dry = run_cli("maintenance", "run", "--dry-run", "--json", config=config)
     report = json.loads(dry.out)
@@ -355,7 +355,6 @@ def test_scheduler_runs_the_job_once_at_a_time(pebble, dns_server, inbox, tmp_pa
 
 def test_the_run_can_validate_over_dns01_through_the_configured_hook(pebble, dns_server, inbox, tmp_path):
     import sys
-    from test_acme import DNS_HOOK
     hook = tmp_path / "hook.py"
     hook.write_text(DNS_HOOK.replace("sys.argv[4]", repr(pebble.challtestsrv_management_url))
                     .replace("sys.argv[5]", repr(str(tmp_path / "hook.log"))))

@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-import pki
-from panel_support import HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support import pki
+from support.panel import HOST, ROOT_PASSWORD, csrf_token, make_panel
 from servers.dns import start_dns_server
 from servers.pebble import free_port
 from svcssl.app import create_app

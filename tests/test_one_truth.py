@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-import pki
-from panel_support import HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support import pki
+from support.panel import HOST, ROOT_PASSWORD, csrf_token, make_panel
 from servers.dns import start_dns_server
 from svcssl.app import create_app
 from svcssl.operations.assessment import NO_MANAGEMENT

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import IN_CI, REPO_ROOT
-from serve_support import ServedPanel, https_session, panel_config
+from support.config import IN_CI, REPO_ROOT
+from support.serve import ServedPanel, https_session, panel_config
 from servers.ports import free_port
 
 SERVICES = ("cpanel", "dovecot", "exim", "ftp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from panel_support import make_panel
+from support.panel import make_panel
 from svcssl.operations.context import open_context
 from svcssl.operations.users import authenticate, hash_password, verify_password
 

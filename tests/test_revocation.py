@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki import NOW, ec_key, make_leaf, pki
+from support.pki import NOW, ec_key, make_leaf, pki
 from servers.http import closed_port, silent_tcp_port, start_http_server
 from svcssl.revocation import RevocationStatus, check_revocation
 

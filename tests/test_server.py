@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from panel_support import ROOT_PASSWORD, csrf_token, make_panel
+from support.panel import ROOT_PASSWORD, csrf_token
 from svcssl.web.server import Limits
 from svcssl.x509.inspect import fingerprint
-from test_browser import REPO, PanelProcess, install_directly
+from support.browser import install_directly
+from support.process import REPO, PanelProcess
+from support.wait import wait_until
 
 PAGE = "/scripts2/manageservicecrts"
 LIMITS = Limits()
@@ -47,11 +49,6 @@ class Serve(PanelProcess):
                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=self.preexec_fn)
         self.wait_until_serving(starts=1)
         return self
-
-
-@pytest.fixture
-def panel(tmp_path):
-    return make_panel(tmp_path)
 
 
 @pytest.fixture
@@ -160,7 +157,7 @@ def test_the_per_address_cap_closes_extra_connections_from_one_address_and_serve
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.3)  # the server sees them go: the address is served again
+    wait_until(lambda: load_login(server.port, source=greedy, timeout=3)[0] == 200)  # the server sees them go
     assert load_login(server.port, source=greedy)[0] == 200
 
 
@@ -201,7 +198,7 @@ def test_a_new_panel_certificate_goes_to_new_connections_and_an_open_one_keeps_w
     first.read()
     assert first.status == 200
     leaf = install_directly(panel, ["cpanel"], 31)
-    time.sleep(0.3)  # the panel checks its certificate files at most every 0.25 s
+    wait_until(lambda: server.served_fingerprint() == fingerprint(leaf))  # it checks its files every 0.25 s
     assert server.served_fingerprint() == fingerprint(leaf) != old
     kept.request("GET", "/login")  # the same keep-alive connection, on the old certificate
     second = kept.getresponse()

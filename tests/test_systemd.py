@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, require_binaries, write_config
+from support.config import REPO_ROOT, require_binaries, write_config
 from svcssl.cli import parse
 from svcssl.settings import load_settings
 

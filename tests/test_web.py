@@ -11,60 +11,17 @@ from datetime import timedelta
 import pytest
 from markupsafe import escape
 
-import pki
-from conftest import tree_state
-from panel_support import ALICE_PASSWORD, BOB_PASSWORD, HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support import pki
+from support.config import tree_state
+from support.bad_input import CASES  # the same bad inputs as the command line
+from support.panel import ALICE_PASSWORD, BOB_PASSWORD, HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support.web import login, new_client
 from svcssl.app import create_app
 from svcssl.operations.context import open_context
 from svcssl.operations.inventory import list_services
 from svcssl.x509.inspect import fingerprint
 
 PAGE = "/scripts2/manageservicecrts"
-
-
-@pytest.fixture
-def panel(tmp_path):
-    return make_panel(tmp_path)
-
-
-@pytest.fixture
-def app(panel):
-    app = create_app(panel.settings, live_check_ttl=0)
-    app.config["TESTING"] = True
-    return app
-
-
-def new_client(app):
-    """A test client over https (PREFERRED_URL_SCHEME) that sends a same-origin Referer, as a browser does."""
-    client = app.test_client()
-    client.environ_base["HTTP_REFERER"] = "https://localhost/"
-    return client
-
-
-def login(client, name, password):
-    page = client.get("/login")
-    return client.post("/login", data={"username": name, "password": password, "csrf_token": csrf_token(page.text)})
-
-
-@pytest.fixture
-def root(app):
-    client = new_client(app)
-    assert login(client, "root", ROOT_PASSWORD).status_code == 302
-    return client
-
-
-@pytest.fixture
-def alice(app):
-    client = new_client(app)
-    assert login(client, "alice", ALICE_PASSWORD).status_code == 302
-    return client
-
-
-@pytest.fixture
-def bob(app):
-    client = new_client(app)
-    assert login(client, "bob", BOB_PASSWORD).status_code == 302
-    return client
 
 
 def fingerprints(panel) -> dict[str, str]:
@@ -260,9 +217,6 @@ def test_warnings_do_not_refuse(root, panel):
     leaf, key, crt, key_pem, chain = bundle(slot=15, names=("other.example.net",))
     response = install(root, ["dovecot"], crt, key_pem, chain)
     assert response.status_code == 200 and "does not cover the hostname mail.example.com" in response.text
-
-
-from test_bad_input import CASES  # noqa: E402  (the same bad inputs as the command line)
 
 
 @pytest.mark.parametrize("case", list(CASES))

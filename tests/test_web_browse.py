@@ -7,14 +7,13 @@ from html import unescape
 
 import pytest
 
-import pki
-from conftest import tree_state
-from discovery_support import installed, issue, lets_encrypt, make_world
-from panel_support import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, csrf_token
-from svcssl.app import create_app
+from support import pki
+from support.config import tree_state
+from support.discovery import installed, issue, lets_encrypt, make_world
+from support.panel import BOB_PASSWORD, csrf_token
 from svcssl.operations.context import open_context
 from svcssl.x509.inspect import fingerprint, spki_sha256
-from test_web import login, new_client
+from support.web import login, new_client
 
 PAGE = "/scripts2/manageservicecrts"
 BROWSE = PAGE + "/browse"
@@ -26,31 +25,15 @@ def world(tmp_path):
 
 
 @pytest.fixture
-def app(world):
-    app = create_app(world.panel.settings, live_check_ttl=0)
-    app.config["TESTING"] = True
-    return app
+def panel(world):
+    """The panel of the discovery world: conftest's `app`, `root`, `alice` and `bob` serve it."""
+    return world.panel
 
 
 def client_for(app, name, password):
     client = new_client(app)
     assert login(client, name, password).status_code == 302
     return client
-
-
-@pytest.fixture
-def root(app):
-    return client_for(app, "root", ROOT_PASSWORD)
-
-
-@pytest.fixture
-def bob(app):
-    return client_for(app, "bob", BOB_PASSWORD)
-
-
-@pytest.fixture
-def alice(app):
-    return client_for(app, "alice", ALICE_PASSWORD)
 
 
 def field(html: str, name: str) -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import pki
+from support import pki
 from svcssl.errors import CertificateParseError, ChainError, KeyMismatchError, PasswordError
 from svcssl.x509 import assemble_bundle
 from svcssl.x509.generate import generate_private_key, make_self_signed

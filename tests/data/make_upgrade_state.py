@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent))  # a script, not under pytest: tests/ for the support package
 sys.path.insert(0, str(HERE.parent.parent))
 
 from svcssl import __version__  # noqa: E402
-from pki import key_pem, make_ca, make_leaf, pem, ec_key, rsa_key  # noqa: E402
+from support.pki import key_pem, make_ca, make_leaf, pem, ec_key, rsa_key  # noqa: E402
 
 NOT_AFTER = datetime(2045, 1, 1, tzinfo=timezone.utc)
 PASSWORDS = {"root": "root-password-1", "alice": "alice-password-1", "bob": "bob-password-1"}

@@ -252,3 +252,14 @@ def start_pebble(workdir: Path, http01_port: int, *, tls_port: int | None = None
         running.stop()
         raise
     return running
+
+
+# a dns-01 hook command (add|del NAME VALUE): publishes the TXT record in Pebble's challtestsrv
+DNS_HOOK = '''import json, sys, urllib.request
+action, name, value = sys.argv[1:4]
+management = sys.argv[4]
+path, body = ("/set-txt", {"host": name + ".", "value": value}) if action == "add" else ("/clear-txt", {"host": name + "."})
+request = urllib.request.Request(management + path, data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(request, timeout=5).read()
+open(sys.argv[5], "a").write(f"{action} {name}\\n")
+'''

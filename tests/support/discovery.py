@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-import pki
+from support import pki
 from svcssl.x509.generate import make_self_signed
 
-DEBIAN_DATA = Path(__file__).parent / "data" / "apache-debian"
+DEBIAN_DATA = Path(__file__).resolve().parent.parent / "data" / "apache-debian"
 DEBIAN_MODULES = ("mpm_event.load", "mpm_event.conf", "mime.load", "mime.conf", "setenvif.load", "setenvif.conf",
                   "socache_shmcb.load", "ssl.load", "ssl.conf")
 
@@ -249,7 +249,7 @@ def make_world(tmp_path: Path, **panel_kwargs) -> World:
     - Apache (Debian's layout): the default SSL site and www.store.example with a chain file;
     - a CA directory with the test intermediate.
     """
-    from panel_support import make_panel
+    from support.panel import make_panel
 
     home = tmp_path / "home"
     ssl = tmp_path / "ssl"

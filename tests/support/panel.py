@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import write_config
+from support.config import write_config
 from svcssl.operations.context import open_context
 from svcssl.operations.firstrun import ensure_certificates
 from svcssl.operations.users import create_user, set_service_ssl_privilege
