@@ -16,7 +16,7 @@ import pytest
 from support.config import require_binaries, skip_or_fail, write_config
 from support.panel import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, make_panel
 from support.process import PanelProcess
-from support.web import login, new_client
+from support.web import logged_in, new_client
 from svcssl import cli
 from svcssl.app import create_app
 
@@ -86,12 +86,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-def logged_in(app, name: str, password: str):
-    client = new_client(app)
-    assert login(client, name, password).status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from support import pki
-from support.panel import HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support.panel import HOST, ROOT_PASSWORD, make_panel
+from support.web import logged_in
 from servers.dns import start_dns_server
 from servers.pebble import free_port
 from svcssl.app import create_app
@@ -97,11 +98,7 @@ def test_a_failing_relay_shows_on_the_maintenance_page(tmp_path, tls_relay):
         ctx.store.close()
         app = create_app(panel.settings, live_check_ttl=0)
         app.config["TESTING"] = True
-        client = app.test_client()
-        client.environ_base["HTTP_REFERER"] = "https://localhost/"
-        page = client.get("/login")
-        assert client.post("/login", data={"username": "root", "password": ROOT_PASSWORD,
-                                           "csrf_token": csrf_token(page.text)}).status_code == 302
+        client = logged_in(app, "root", ROOT_PASSWORD)
         html = client.get("/scripts2/maintenance").text
         assert "Mail to the administrator failed" in html and "certificate verify failed" in html
         assert "ca_file" in html

@@ -12,6 +12,7 @@ import pytest
 
 from support import pki
 from support.panel import HOST, ROOT_PASSWORD, csrf_token, make_panel
+from support.web import logged_in
 from servers.dns import start_dns_server
 from svcssl.app import create_app
 from svcssl.operations.assessment import NO_MANAGEMENT
@@ -99,12 +100,7 @@ def _dry_run(run_cli, config) -> dict[str, dict]:
 def _client(panel):
     app = create_app(panel.settings, live_check_ttl=0)
     app.config["TESTING"] = True
-    client = app.test_client()
-    client.environ_base["HTTP_REFERER"] = "https://localhost/"
-    page = client.get("/login")
-    assert client.post("/login", data={"username": "root", "password": ROOT_PASSWORD,
-                                       "csrf_token": csrf_token(page.text)}).status_code == 302
-    return client
+    return logged_in(app, "root", ROOT_PASSWORD)
 
 
 def _table(client) -> dict[str, dict]:

@@ -15,3 +15,10 @@ def new_client(app):
 def login(client, name, password):
     page = client.get("/login")
     return client.post("/login", data={"username": name, "password": password, "csrf_token": csrf_token(page.text)})
+
+
+def logged_in(app, name: str, password: str):
+    """A browser-like test client with ``name``'s session."""
+    client = new_client(app)
+    assert login(client, name, password).status_code == 302
+    return client
