@@ -9,6 +9,7 @@ import os
 import pwd
 import stat
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,3 +182,45 @@ def read_regular(path: str | bytes | os.PathLike, limit: int, *, follow: bool = 
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def stat_signature(*paths: str | bytes | os.PathLike) -> tuple | None:
+    """What changes whenever one of the files changes (device, inode, size, mtime, ctime), or None if one is missing.
+
+    Every install swaps files with os.replace (a new inode), so an unchanged signature means unchanged bytes.
+    """
+    signature = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        signature.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(signature)
+
+
+class StatCache:
+    """Values computed from files, kept while the files' stat signature is unchanged: an unchanged file costs
+    one stat instead of a read and a parse. Bounded; thread-safe."""
+
+    def __init__(self, size: int = 256):
+        self._size = size
+        self._lock = threading.Lock()
+        self._entries: dict = {}
+
+    def get(self, key, paths: tuple, load: Callable[[], object]):
+        """The cached value for ``key`` if ``paths`` are unchanged since it was loaded, else ``load()``
+        (kept only when the files did not change while it ran)."""
+        signature = stat_signature(*paths)
+        if signature is not None:
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is not None and entry[0] == signature:
+                return entry[1]
+        value = load()
+        if signature is not None and signature == stat_signature(*paths):
+            with self._lock:
+                if len(self._entries) >= self._size:
+                    self._entries.clear()
+                self._entries[key] = (signature, value)
+        return value

@@ -15,8 +15,6 @@ keys (``fetchcrtinfo``, ``fetch_vhost_ssl_components``, ``fetchsslinfo``), asks 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -24,6 +22,7 @@ from cryptography import x509
 
 from ..discovery.cabundles import AiaFetcher, build_chain
 from ..discovery.index import display_path
+from ..fsutil import StatCache
 from ..errors import AccessDeniedError, InputError, InputTooLargeError, SvcsslError
 from ..store.discovery import DiscoveryIndex, IndexedFile, VhostRow
 from ..x509.bundle import pick_leaf
@@ -132,42 +131,23 @@ def private_key_pem(ctx: Context, user: PanelUser | None, reference: str) -> byt
 # --- the CA bundle --------------------------------------------------------------------------------
 
 
-class _CertificateCache:
-    """Parsed certificate files by path, valid while the file's stamp is unchanged (CA files are read often)."""
+_CA_FILES = StatCache(size=512)  # parsed CA files by path and stamp (they are read often)
 
-    def __init__(self, size: int = 512):
-        self._size = size
-        self._entries: dict[bytes, tuple[tuple, tuple[x509.Certificate, ...]]] = {}
-        self._lock = threading.Lock()
 
-    def get(self, ctx: Context, file: IndexedFile) -> tuple[x509.Certificate, ...]:
+def _certificates_in(ctx: Context, file: IndexedFile) -> tuple[x509.Certificate, ...]:
+    def load() -> tuple[x509.Certificate, ...]:
         try:
-            st = os.stat(file.path)
-            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, file.store, file.owner)
-        except OSError:
-            return ()
-        with self._lock:
-            hit = self._entries.get(file.path)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        try:
-            certificates = read_certificate_input(read_indexed_file(ctx, file), validate_keys=False).certificates
+            return read_certificate_input(read_indexed_file(ctx, file), validate_keys=False).certificates
         except (OSError, InputError):
-            certificates = ()
-        with self._lock:
-            if len(self._entries) >= self._size:
-                self._entries.clear()
-            self._entries[file.path] = (stamp, certificates)
-        return certificates
+            return ()
 
-
-_CACHE = _CertificateCache()
+    return _CA_FILES.get((file.path, file.store, file.owner), (file.path,), load)
 
 
 def _issuer_candidates(ctx: Context, idx: DiscoveryIndex):
     def candidates(cert: x509.Certificate) -> Iterator[x509.Certificate]:
         for row in idx.certificates_by_subject(cert.issuer.public_bytes()):
-            certificates = _CACHE.get(ctx, row.file)
+            certificates = _certificates_in(ctx, row.file)
             if row.position < len(certificates):
                 yield certificates[row.position]
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from cryptography import x509
 
 from ..errors import InputError, SvcsslError
-from ..fsutil import read_bounded
+from ..fsutil import StatCache, read_bounded
 from ..settings import ServiceSettings
 from ..statedir import TOUCH_FILES
 from ..store import AuditEntry, HistoryEntry
@@ -70,56 +67,20 @@ class ServiceDetails:
     history: tuple[HistoryEntry, ...]
 
 
-class _ParsedFileCache:
-    """Parsed certificate files by path, valid while the file's identity and times are unchanged.
-
-    Every install swaps files with os.replace (a new inode), so a stale entry is never served;
-    an unchanged file costs one stat instead of a read, a parse and a signature check.
-    """
-
-    def __init__(self, size: int = 256):
-        self._size = size
-        self._lock = threading.Lock()
-        self._entries: dict[Path, tuple[tuple, InstalledCertificate]] = {}
-
-    @staticmethod
-    def signature(path: Path) -> tuple | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def get(self, path: Path, signature: tuple) -> InstalledCertificate | None:
-        with self._lock:
-            entry = self._entries.get(path)
-        return entry[1] if entry and entry[0] == signature else None
-
-    def put(self, path: Path, signature: tuple, value: InstalledCertificate) -> None:
-        with self._lock:
-            if len(self._entries) >= self._size:
-                self._entries.clear()
-            self._entries[path] = (signature, value)
-
-
-_parsed_files = _ParsedFileCache()
+_parsed_files = StatCache(size=256)  # parsed certificate files, for the table, the banner and the API
 
 
 def read_installed(service: ServiceSettings) -> InstalledCertificate:
     """Parse the service's certificate file (leaf first, then its chain)."""
     path = installed_certificate_path(service)
-    signature = _parsed_files.signature(path)
-    if signature is not None:
-        cached = _parsed_files.get(path, signature)
-        if cached is not None:
-            return cached
-    data = read_bounded(path, INSTALLED_FILE_LIMIT)
-    parsed = read_certificate_input(data, what=f"certificate file {path}", validate_keys=False)
-    leaf, *chain = parsed.certificates
-    installed = InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf))
-    if signature is not None and signature == _parsed_files.signature(path):
-        _parsed_files.put(path, signature, installed)
-    return installed
+
+    def parse() -> InstalledCertificate:
+        data = read_bounded(path, INSTALLED_FILE_LIMIT)
+        parsed = read_certificate_input(data, what=f"certificate file {path}", validate_keys=False)
+        leaf, *chain = parsed.certificates
+        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf))
+
+    return _parsed_files.get(path, (path,), parse)
 
 
 def read_installed_bundle(service: ServiceSettings) -> Bundle:

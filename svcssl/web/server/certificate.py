@@ -8,11 +8,12 @@ certificate, and connections in flight keep the one they started with: no reques
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 import time
 from pathlib import Path
+
+from ...fsutil import stat_signature
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,8 @@ class PanelCertificate:
         if self._context is None:
             raise RuntimeError(f"cannot load the panel certificate {cert_file} with key {key_file}")
 
-    def _stat_signature(self) -> tuple | None:
-        try:
-            a, b = os.stat(self.cert_file), os.stat(self.key_file)
-        except OSError:
-            return None
-        return (a.st_ino, a.st_mtime_ns, a.st_size, b.st_ino, b.st_mtime_ns, b.st_size)
-
     def _load(self) -> ssl.SSLContext | None:
-        signature = self._stat_signature()
+        signature = stat_signature(self.cert_file, self.key_file)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_alpn_protocols(["http/1.1"])
@@ -57,7 +51,7 @@ class PanelCertificate:
         if now - self._checked >= STAT_INTERVAL:
             with self._lock:
                 self._checked = now
-                if self._stat_signature() != self._signature:
+                if stat_signature(self.cert_file, self.key_file) != self._signature:
                     fresh = self._load()
                     if fresh is not None:
                         self._context = fresh
