@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..deploy.probe import ProbeError, fetch_served_certificate
 from ..settings import ServiceSettings
+from ..store import ProbeRecord
 from .context import Context
 from .inventory import ServiceStatus, service_status
 
@@ -63,13 +64,18 @@ def check_service(ctx: Context, service: ServiceSettings, installed: str | None,
 
 
 def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float | None = None) -> list[LiveCheck]:
-    """Probe each service of ``statuses`` in parallel and compare with its installed fingerprint."""
+    """Probe each service of ``statuses`` in parallel and compare with its installed fingerprint; the results are
+    kept in the store for /metrics (which never probes)."""
     if not statuses:
         return []
     timeout = timeout if timeout is not None else min(5.0, ctx.settings.deploy.probe_timeout)
     with ThreadPoolExecutor(max_workers=min(8, len(statuses))) as pool:
-        return list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
-                                                      st.active.fingerprint if st.active else None), statuses))
+        checks = list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
+                                                        st.active.fingerprint if st.active else None), statuses))
+    now = ctx.now()
+    ctx.store.record_probes([ProbeRecord(c.service, now, c.state, c.installed_fingerprint, c.served_fingerprint)
+                             for c in checks if c.state != NOT_PROBED])
+    return checks
 
 
 def check_services(ctx: Context, names: list[str] | tuple[str, ...] = (), timeout: float | None = None) -> list[LiveCheck]:
