@@ -166,11 +166,23 @@ def test_promtool_checks_and_unit_tests_the_shipped_rules():
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
 
-def test_the_readme_scrape_config_uses_the_job_the_rules_expect():
+def test_the_readme_scrape_config_passes_promtool_check_config(tmp_path):
+    """The README's Prometheus configuration, with its paths moved under tmp_path, is what promtool accepts, and
+    it names the job the rules expect."""
+    require_binaries("promtool", install="bash scripts/test.sh")
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme[readme.index("## Monitoring"):]
-    assert "job_name: svcssl" in section and "--metrics-only" in section
-    assert 'job="svcssl"' in RULES.read_text()
+    section = section[:section.index("\n## ")]
+    assert "--metrics-only" in section and "check --nagios" in section
+    block = section[section.index("    rule_files:"):]
+    block = "\n".join(line[4:] for line in block[:block.index("\n\n")].splitlines())
+    assert "job_name: svcssl" in block and 'job="svcssl"' in RULES.read_text()
+    (tmp_path / "svcssl.rules.yml").write_bytes(RULES.read_bytes())
+    (tmp_path / "svcssl.token").write_text("TOKEN\n")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(block.replace("/etc/prometheus/", f"{tmp_path}/"))
+    checked = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "SUCCESS: 1 rule files found" in checked.stdout, checked
 
 
 # --- who may read /metrics ---------------------------------------------------------------------
