@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from panel import connect, free_port, wait_until_serving  # noqa: E402  (bench/panel.py)
+from panel import write_config as panel_config  # noqa: E402
 
 from svcssl.operations.context import open_context  # noqa: E402
 from svcssl.operations.firstrun import ensure_certificates  # noqa: E402
@@ -49,17 +50,10 @@ TARGET_P95_MS = 20.0
 
 
 def write_config(directory: Path, services: int, closed_port: int) -> Path:
-    etc = directory / "etc"
-    lines = ["[server]", 'hostname = "mail.example.com"', f'state_dir = "{directory / "state"}"', "",
-             "[metrics]", "probe_interval = 3600", "",
-             "[services.cpanel]", 'kind = "panel"', f'cert_file = "{etc}/panel/cert.pem"',
-             f'key_file = "{etc}/panel/key.pem"', f'chain_file = "{etc}/panel/chain.pem"', ""]
-    for i in range(1, services):
-        name = f"svc{i:02d}"
-        lines += [f"[services.{name}]", 'kind = "generic"', f'cert_file = "{etc}/{name}/cert.pem"',
-                  f'key_file = "{etc}/{name}/key.pem"', f'probe = "tls://127.0.0.1:{closed_port}"', ""]
-    config = directory / "svcssl.toml"
-    config.write_text("\n".join(lines))
+    """bench/panel.py's config (cpanel and generic services), each generic one probed where nothing listens."""
+    config = panel_config(directory, services - 1)
+    text = config.read_text().replace('kind = "generic"', f'kind = "generic"\nprobe = "tls://127.0.0.1:{closed_port}"')
+    config.write_text(text + "\n[metrics]\nprobe_interval = 3600\n")
     return config
 
 

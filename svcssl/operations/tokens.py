@@ -93,39 +93,39 @@ def revoke_token(ctx: Context, name: str, *, actor: str) -> TokenInfo:
     return _info(ctx.store.token_by_name(name))
 
 
-def authenticate_token(ctx: Context, user: str, secret: str) -> tuple[PanelUser, TokenInfo]:
-    """The user and token for `whm USER:TOKEN`; LoginError when unknown, revoked, expired or not the user's."""
+def _active_token(ctx: Context, secret: str, what: str, user: str | None = None) -> TokenInfo:
+    """The token with this secret (of ``user`` when given), active now; LoginError otherwise."""
     record = ctx.store.token_by_hash(_hash(secret))
-    if record is None or not hmac.compare_digest(record.user, user):
-        raise LoginError("The API token is not valid for this user.")
+    if record is None or (user is not None and not hmac.compare_digest(record.user, user)):
+        raise LoginError(f"The {what} is not valid" + (" for this user." if user is not None else "."))
     info = _info(record)
-    now = ctx.now()
-    state = info.state(now)
+    state = info.state(ctx.now())
     if state != "active":
-        raise LoginError(f"The API token “{info.name}” is {state}.")
+        raise LoginError(f"The {what} “{info.name}” is {state}.")
+    return info
+
+
+def authenticate_token(ctx: Context, user: str, secret: str) -> tuple[PanelUser, TokenInfo]:
+    """The user and token for `whm USER:TOKEN`; LoginError when unknown, revoked, expired or not the user's,
+    WrongTokenKind for a metrics-only token."""
+    info = _active_token(ctx, secret, "API token", user)
     if info.kind != API:
         raise WrongTokenKind(f"The token “{info.name}” is a metrics-only token: it reads /metrics and cannot call "
-                         "the API.")
-    ctx.store.touch_token(info.name, now)
+                             "the API.")
+    ctx.store.touch_token(info.name, ctx.now())
     return get_user(ctx, user), info
 
 
 def authenticate_metrics_token(ctx: Context, secret: str) -> TokenInfo:
-    """The metrics token for `Authorization: Bearer SECRET`; LoginError when unknown, revoked, expired, an
-    ordinary API token, or its user may no longer see the service certificates."""
-    record = ctx.store.token_by_hash(_hash(secret))
-    if record is None:
-        raise LoginError("The token is not valid.")
-    info = _info(record)
-    now = ctx.now()
-    state = info.state(now)
-    if state != "active":
-        raise LoginError(f"The token is {state}.")
+    """The metrics token for `Authorization: Bearer SECRET`; LoginError when unknown, revoked, expired or its user
+    may no longer see the service certificates, WrongTokenKind for an ordinary API token."""
+    info = _active_token(ctx, secret, "token")
     if info.kind != METRICS:
         raise WrongTokenKind("This is not a metrics token: create one with `svcssl token create USER --metrics-only`.")
     owner = find_user(ctx, info.user)
     if owner is None or not owner.may_manage_service_ssl:
         raise LoginError("The token's user may not see the service certificates.")
+    now = ctx.now()
     if info.last_used_at is None or now - info.last_used_at >= METRICS_TOUCH_INTERVAL:
         ctx.store.touch_token(info.name, now)  # not a write per scrape: once a minute is "last used" enough
     return info
