@@ -4,7 +4,9 @@ runs and the audit log."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import socket
 import subprocess
 from datetime import timedelta
@@ -17,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support import pki
 from support.config import REPO_ROOT, require_binaries
-from support.panel import HOST, make_panel
+from support.panel import HOST, csrf_token, make_panel
 from support.process import PanelProcess
 from support.serve import https_session
 from support.wait import wait_until
@@ -233,6 +235,22 @@ def test_the_json_api_refuses_a_metrics_token(client, tokens):
     allowed = client.get("/json-api/fetch_service_ssl_components?api.version=1",
                          headers={"Authorization": f"whm root:{tokens['api']}"})
     assert allowed.status_code == 200 and allowed.json["metadata"]["result"] == 1
+
+
+def test_root_creates_a_metrics_token_on_the_tokens_page_and_it_reads_metrics(root, client):
+    page = root.get("/scripts/tokens")
+    created = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "root",
+                                                 "name": "prometheus", "metrics_only": "y"})
+    assert created.status_code == 303
+    shown = root.get(created.headers["Location"])
+    secret = re.search(r'id="new-token">([A-Z0-9]{32})<', shown.text).group(1)
+    assert f"Authorization: Bearer {secret}" in shown.text  # the page shows how to scrape, not an API call
+    row = re.search(r'<tr data-token="prometheus">.*?</tr>', shown.text, re.S).group(0)
+    assert "metrics only" in row
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    refused = root.post("/scripts/tokens", data={"csrf_token": csrf_token(page.text), "user": "alice",
+                                                 "metrics_only": "y"})
+    assert refused.status_code == 400 and "grant the service-SSL privilege first" in html.unescape(refused.text)
 
 
 def test_a_reseller_without_the_privilege_gets_no_metrics_token(panel, run_cli):
