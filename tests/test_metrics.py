@@ -277,6 +277,13 @@ def test_addresses_in_allow_read_without_a_token_and_others_are_refused(tmp_path
     assert plain.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
 
 
+def test_the_running_panel_lets_an_allowed_peer_scrape_without_a_token(tmp_path, start_panel):
+    panel = make_panel(tmp_path, extra='\n[metrics]\nallow = ["127.0.0.0/8"]\n')
+    served = start_panel(panel.config)
+    scrape = https_session().get(served.url + "/metrics", timeout=10)
+    assert scrape.status_code == 200 and 'svcssl_certificate_verdict{kind="exim"' in scrape.text
+
+
 @pytest.mark.parametrize("allow", ['["10.0.0.0/33"]', '["mail.example.com"]', '[""]'])
 def test_a_bad_allow_entry_is_refused_naming_the_key(tmp_path, allow):
     config = tmp_path / "svcssl.toml"
