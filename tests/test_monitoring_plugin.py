@@ -182,3 +182,9 @@ def test_critical_above_warning_is_unknown(healthy):
     panel, _ = healthy
     result = run_plugin(panel.config, "--warning", "3", "--critical", "10")
     assert result.word == "UNKNOWN" and "--critical (10 days) must not be more than --warning (3 days)" in result.text
+
+
+def test_the_thresholds_go_with_nagios_only(healthy, run_cli):
+    panel, _ = healthy
+    refused = run_cli("check", "--warning", "5", config=panel.config)
+    assert refused.code == 2 and "--warning, --critical and --timeout go with --nagios" in refused.err

@@ -29,6 +29,7 @@ from .command import Invocation
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 CRITICAL_CODES = ("expired", "revoked", "unreadable", "not-yet-valid")  # clients refuse the certificate now
+DEFAULT_TIMEOUT = 10.0  # seconds, for the whole check
 PLAIN_LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -139,7 +140,7 @@ def _evaluate(invocation: Invocation, deadline: float) -> PluginResult:
 
 def run_plugin(invocation: Invocation) -> int:
     """Print the plugin's line and return its exit code; past --timeout, UNKNOWN at once (the process ends)."""
-    timeout = invocation.args.timeout
+    timeout = invocation.args.timeout if invocation.args.timeout is not None else DEFAULT_TIMEOUT
     deadline = time.monotonic() + timeout
     results: list[PluginResult] = []
 

@@ -97,10 +97,12 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
               help="with --nagios: WARNING under this many days left (default: [notify] expiry_days)")
 @click.option("--critical", type=Integer(0, 3650), metavar="DAYS",
               help="with --nagios: CRITICAL under this many days left (default: [maintenance] other_renew_days)")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True, metavar="SECONDS",
-              help="with --nagios: the whole check's time limit; past it, UNKNOWN")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
+              help="with --nagios: the whole check's time limit (default 10); past it, UNKNOWN")
 @runs
 def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
+    if args.warning is not None or args.critical is not None or args.timeout is not None:  # --nagios runs apart
+        raise InputError("--warning, --critical and --timeout go with --nagios.", field="nagios")
     checks = check_services(ctx, args.service)
     if args.json:
         print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,

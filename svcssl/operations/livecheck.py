@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..deploy.probe import ProbeError, fetch_served_certificate
+from ..errors import StoreError
 from ..settings import ServiceSettings
 from ..store import ProbeRecord
 from .context import Context
 from .inventory import ServiceStatus, service_status
 
+log = logging.getLogger(__name__)
 MATCH, DIFFERS, UNREACHABLE, NOT_PROBED, DRIFT = "match", "differs", "unreachable", "not probed", "drift"
 
 
@@ -73,8 +76,11 @@ def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float |
         checks = list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
                                                         st.active.fingerprint if st.active else None), statuses))
     now = ctx.now()
-    ctx.store.record_probes([ProbeRecord(c.service, now, c.state, c.installed_fingerprint, c.served_fingerprint)
-                             for c in checks if c.state != NOT_PROBED])
+    try:
+        ctx.store.record_probes([ProbeRecord(c.service, now, c.state, c.installed_fingerprint, c.served_fingerprint)
+                                 for c in checks if c.state != NOT_PROBED])
+    except StoreError as exc:  # the checks stand; only /metrics misses this probe
+        log.warning("%s", exc.message)
     return checks
 
 

@@ -439,10 +439,13 @@ class Store:
 
     # --- what /metrics reads: the last probes, and counts from the audit log ----
     def record_probes(self, probes: list[ProbeRecord]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO probe_results (service, probed_at, state, installed_fingerprint,"
-            " served_fingerprint) VALUES (?,?,?,?,?)",
-            [(p.service, _ts(p.probed_at), p.state, p.installed_fingerprint, p.served_fingerprint) for p in probes])
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO probe_results (service, probed_at, state, installed_fingerprint,"
+                " served_fingerprint) VALUES (?,?,?,?,?)",
+                [(p.service, _ts(p.probed_at), p.state, p.installed_fingerprint, p.served_fingerprint) for p in probes])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the probes in {self.layout.database}: {exc}") from None
 
     def last_probes(self) -> dict[str, ProbeRecord]:
         rows = self._db.execute("SELECT service, probed_at, state, installed_fingerprint, served_fingerprint"
