@@ -17,6 +17,8 @@ if [ "$want_test" = 1 ]; then
   apt_packages+=(jq openssl)
   # systemd-analyze verifies contrib/systemd's units (no running systemd needed)
   apt_packages+=(systemd)
+  # /metrics and the alert rules are checked with promtool and scraped by a real Prometheus server
+  apt_packages+=(prometheus)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from .operations.context import utc_now
 from .settings import Settings
-from .web import api, audit, auth, browse, maintenance, resellers, service_ssl, tokens, users
+from .web import api, audit, auth, browse, maintenance, metrics, resellers, service_ssl, tokens, users
 from .web.auth import current_user, login_required
 from .web.context import StorePool, context, service_statuses
 from .web.livecache import LiveCheckCache
@@ -108,7 +108,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # token and Basic calls carry no cookie; browser sessions need the /cpsess… prefix
     for blueprint in (auth.bp, service_ssl.bp, browse.bp, maintenance.bp, resellers.bp, users.bp, tokens.bp, audit.bp,
-                      api.bp):
+                      api.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.load_user)
 

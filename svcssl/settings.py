@@ -14,6 +14,7 @@ documents them and tests/test_settings.py checks it against them.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import socket
 import tomllib
@@ -348,6 +349,25 @@ class CaBundleSettings:
     aia_fetch: bool = setting(False, bool)  # download a missing issuer from the certificate's caIssuers URL
 
 
+def _networks(values: tuple[str, ...], where: str, reading: _Reading) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"configuration key '{where}' holds {value!r}, which is not an address or network "
+                              f"such as \"10.0.0.0/8\" or \"192.0.2.7\"") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    # addresses that may read /metrics without a token; empty: every scrape needs a metrics token
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting((), list, read=_networks)
+    # seconds between the probes `svcssl serve` makes of every port for /metrics; 0: only when someone looks
+    probe_interval: int = setting(300, int, minimum=0, maximum=86400)
+
+
 _TABLE = {"toml": dict}
 
 
@@ -366,6 +386,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings, metadata=_TABLE)
     apache: ApacheSettings = field(default_factory=ApacheSettings, metadata=_TABLE)
     cabundles: CaBundleSettings = field(default_factory=CaBundleSettings, metadata=_TABLE)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings, metadata=_TABLE)
 
     def enabled_services(self) -> list[ServiceSettings]:
         return [s for s in self.services.values() if s.enabled]

@@ -82,6 +82,9 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
 def main(argv: Sequence[str] | None = None) -> int:
     invocation = parse(argv)
     configure_logging(invocation.log_level or ("info" if invocation.verbose else "warning"), sys.stderr)
+    if invocation.command == ("check",) and invocation.args.nagios:  # the plugin API's exit codes, read-only
+        from .monitoring import run_plugin
+        return run_plugin(invocation)
     try:
         settings = load_settings(invocation.config)
         ctx = open_context(settings)

@@ -18,7 +18,7 @@ from ..operations.livecheck import LiveCheck, check_services, check_statuses
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..whm import certificate_info
-from .command import CLI_ACTOR, EXIT_FAILED, EXIT_OK, Command, print_table, refresh_first, report, runs
+from .command import CLI_ACTOR, EXIT_FAILED, EXIT_OK, Command, Integer, print_table, refresh_first, report, runs
 
 
 def _live_json(check: LiveCheck | None) -> dict[str, Any] | None:
@@ -91,8 +91,18 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
 @click.command("check", cls=Command, help="probe each service: does its port serve the installed certificate?")
 @click.argument("service", nargs=-1)
 @click.option("--json", is_flag=True)
+@click.option("--nagios", is_flag=True, help="one line in the Monitoring Plugins format (Nagios, Icinga); exit 0 OK, "
+              "1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+@click.option("--warning", type=Integer(0, 3650), metavar="DAYS",
+              help="with --nagios: WARNING under this many days left (default: [notify] expiry_days)")
+@click.option("--critical", type=Integer(0, 3650), metavar="DAYS",
+              help="with --nagios: CRITICAL under this many days left (default: [maintenance] other_renew_days)")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
+              help="with --nagios: the whole check's time limit (default 10); past it, UNKNOWN")
 @runs
 def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
+    if args.warning is not None or args.critical is not None or args.timeout is not None:  # --nagios runs apart
+        raise InputError("--warning, --critical and --timeout go with --nagios.", field="nagios")
     checks = check_services(ctx, args.service)
     if args.json:
         print(json.dumps([{"service": c.service, "installed_fingerprint": c.installed_fingerprint,

@@ -119,13 +119,17 @@ def token() -> None:
 @click.argument("user")
 @click.option("--name")
 @click.option("--expires-days", type=Integer())
+@click.option("--metrics-only", is_flag=True,
+              help="a token that reads /metrics (Authorization: Bearer TOKEN) and nothing else; the API refuses it")
 @runs
 def cmd_token_create(ctx: Context, args: SimpleNamespace) -> int:
     from ..operations.tokens import create_token
 
-    info, secret = create_token(ctx, args.user, args.name, args.expires_days, actor=CLI_ACTOR)
+    info, secret = create_token(ctx, args.user, args.name, args.expires_days, actor=CLI_ACTOR,
+                                metrics_only=args.metrics_only)
     expiry = f", expires {info.expires_at:%Y-%m-%d}" if info.expires_at else ""
-    print(f"API token “{info.name}” for {info.user}{expiry}. It is shown only now:")
+    what = "Metrics token (for /metrics only)" if args.metrics_only else "API token"
+    print(f"{what} “{info.name}” for {info.user}{expiry}. It is shown only now:")
     print(secret)
     return EXIT_OK
 
@@ -142,11 +146,11 @@ def cmd_token_list(ctx: Context, args: SimpleNamespace) -> int:
         print(json.dumps([{"name": t.name, "user": t.user, "created_at": int(t.created_at.timestamp()),
                            "expires_at": int(t.expires_at.timestamp()) if t.expires_at else None,
                            "last_used_at": int(t.last_used_at.timestamp()) if t.last_used_at else None,
-                           "state": t.state(now)} for t in tokens], indent=2))
+                           "state": t.state(now), "kind": t.kind} for t in tokens], indent=2))
         return EXIT_OK
-    rows = [["NAME", "USER", "CREATED", "EXPIRES", "STATE"]]
+    rows = [["NAME", "USER", "CREATED", "EXPIRES", "STATE", "KIND"]]
     rows += [[t.name, t.user, f"{t.created_at:%Y-%m-%d}", f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "never",
-              t.state(now)] for t in tokens]
+              t.state(now), t.kind] for t in tokens]
     print_table(rows)
     return EXIT_OK
 

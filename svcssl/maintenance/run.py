@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NO_HOSTNAME_CERTIFICATE", "NO_MANAGEMENT", "TOUCH_FILES", "run_maintenance", "touch_file_state"]
 ACTOR = "maintenance"
+ACME_ORDER = "acme order"  # the audit log's action for each hostname certificate order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +202,9 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         else:
             say(f"ordering a certificate for {ctx.settings.server.hostname} from {ctx.settings.acme.directory}")
             order = order_hostname_certificate(ctx)
+            if not order.skipped:  # audited, and counted by /metrics (svcssl_acme_orders_total)
+                ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=ACTOR, action=ACME_ORDER, detail=order.message,
+                                               outcome="ok" if order.bundle is not None else "failed"))
             report.order = {"names": [ctx.settings.server.hostname], "ok": order.bundle is not None,
                             "skipped": order.skipped, "message": order.message, "problem": order.problem,
                             "retry_at": order.retry_at.isoformat(timespec="seconds") if order.retry_at else None}

@@ -12,6 +12,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ..errors import LockTimeoutError
 from ..operations.browse import REFRESH_INTERVAL, refresh_index
 from ..operations.context import open_context
+from ..operations.livecheck import check_services
 from ..settings import Settings
 from .run import run_maintenance
 
@@ -42,6 +43,17 @@ def scheduled_index_refresh(settings: Settings) -> None:
         ctx.store.close()
 
 
+def scheduled_probe(settings: Settings) -> None:
+    """What each port serves, kept in the store for /metrics (a scrape never probes)."""
+    ctx = open_context(settings)
+    try:
+        check_services(ctx)
+    except Exception:  # never let the scheduler thread die
+        log.exception("scheduled probe failed")
+    finally:
+        ctx.store.close()
+
+
 def start_scheduler(settings: Settings) -> BackgroundScheduler:
     trigger = CronTrigger.from_crontab(settings.maintenance.schedule, timezone=timezone.utc)  # checked at load
     scheduler = BackgroundScheduler(timezone=timezone.utc)
@@ -50,6 +62,11 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
     scheduler.add_job(scheduled_index_refresh, IntervalTrigger(seconds=REFRESH_INTERVAL, timezone=timezone.utc),
                       args=(settings,), id="index", name="svcssl index refresh", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(timezone.utc))  # and once right away, as the panel starts
+    if settings.metrics.probe_interval:
+        scheduler.add_job(scheduled_probe, IntervalTrigger(seconds=settings.metrics.probe_interval,
+                                                           timezone=timezone.utc),
+                          args=(settings,), id="probe", name="svcssl probe of every port", max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(timezone.utc))
     scheduler.start()
     job = scheduler.get_job("maintenance")
     log.info("maintenance run scheduled (%s UTC); next at %s", settings.maintenance.schedule, job.next_run_time)

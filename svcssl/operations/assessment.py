@@ -23,6 +23,7 @@ from ..x509.inspect import CertificateInfo
 from ..x509.validate import covers_hostname, weak_reasons
 
 OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
+VERDICTS = (OK, RENEW_SOON, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
 SHORT_LIVED = timedelta(days=50)
 
 # The short word each reason code shows as a flag in the table (the message says the rest).

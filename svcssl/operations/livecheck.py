@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..deploy.probe import ProbeError, fetch_served_certificate
+from ..errors import StoreError
 from ..settings import ServiceSettings
+from ..store import ProbeRecord
 from .context import Context
 from .inventory import ServiceStatus, service_status
 
+log = logging.getLogger(__name__)
 MATCH, DIFFERS, UNREACHABLE, NOT_PROBED, DRIFT = "match", "differs", "unreachable", "not probed", "drift"
 
 
@@ -63,13 +67,21 @@ def check_service(ctx: Context, service: ServiceSettings, installed: str | None,
 
 
 def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float | None = None) -> list[LiveCheck]:
-    """Probe each service of ``statuses`` in parallel and compare with its installed fingerprint."""
+    """Probe each service of ``statuses`` in parallel and compare with its installed fingerprint; the results are
+    kept in the store for /metrics (which never probes)."""
     if not statuses:
         return []
     timeout = timeout if timeout is not None else min(5.0, ctx.settings.deploy.probe_timeout)
     with ThreadPoolExecutor(max_workers=min(8, len(statuses))) as pool:
-        return list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
-                                                      st.active.fingerprint if st.active else None), statuses))
+        checks = list(pool.map(lambda st: check_service(ctx, st.service, st.fingerprint, timeout,
+                                                        st.active.fingerprint if st.active else None), statuses))
+    now = ctx.now()
+    try:
+        ctx.store.record_probes([ProbeRecord(c.service, now, c.state, c.installed_fingerprint, c.served_fingerprint)
+                                 for c in checks if c.state != NOT_PROBED])
+    except StoreError as exc:  # the checks stand; only /metrics misses this probe
+        log.warning("%s", exc.message)
+    return checks
 
 
 def check_services(ctx: Context, names: list[str] | tuple[str, ...] = (), timeout: float | None = None) -> list[LiveCheck]:

@@ -13,12 +13,18 @@ from datetime import datetime, timedelta
 from ..errors import InputError, StoreError, excerpt
 from ..store import AuditEntry, TokenRecord
 from .context import Context
-from .users import LoginError, PanelUser, get_user
+from .users import LoginError, PanelUser, find_user, get_user
 
 TOKEN_ALPHABET = string.ascii_uppercase + string.digits
 TOKEN_LENGTH = 32  # as WHM's tokens
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
 LOGIN_SESSION_LIFETIME = timedelta(minutes=5)
+API, METRICS = "api", "metrics"  # token kinds: the JSON API, or /metrics and nothing else
+METRICS_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+class WrongTokenKind(LoginError):
+    """A valid token used where its kind is refused: a metrics token on the API, an API token on /metrics."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class TokenInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    kind: str = API
 
     def state(self, now: datetime) -> str:
         if self.revoked_at:
@@ -40,7 +47,7 @@ class TokenInfo:
 
 def _info(record: TokenRecord) -> TokenInfo:
     return TokenInfo(record.name, record.user, record.created_at, record.expires_at, record.revoked_at,
-                     record.last_used_at)
+                     record.last_used_at, record.kind)
 
 
 def _hash(secret: str) -> str:
@@ -48,8 +55,9 @@ def _hash(secret: str) -> str:
 
 
 def create_token(ctx: Context, user: str, name: str | None = None, expires_days: int | None = None, *,
-                 actor: str) -> tuple[TokenInfo, str]:
-    """A new token for ``user``; the secret is returned once and only its hash is kept."""
+                 actor: str, metrics_only: bool = False) -> tuple[TokenInfo, str]:
+    """A new token for ``user``; the secret is returned once and only its hash is kept. A metrics-only token
+    reads /metrics and nothing else (the JSON API refuses it)."""
     owner = get_user(ctx, user)
     now = ctx.now()
     name = name or f"{owner.name}-{now:%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
@@ -59,11 +67,16 @@ def create_token(ctx: Context, user: str, name: str | None = None, expires_days:
         raise InputError("A token expires after 1 to 3650 days.", field="expires_days")
     secret = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
     expires = now + timedelta(days=expires_days) if expires_days else None
+    kind = METRICS if metrics_only else API
+    if metrics_only and not owner.may_manage_service_ssl:
+        raise InputError(f"The user “{owner.name}” may not see the service certificates, so a metrics token of "
+                         "theirs could read nothing: grant the service-SSL privilege first.", field="user")
     try:
-        ctx.store.add_token(name, owner.name, _hash(secret), now, expires)
+        ctx.store.add_token(name, owner.name, _hash(secret), now, expires, kind)
     except StoreError as exc:
         raise InputError(exc.message[0].upper() + exc.message[1:] + ".", field="name") from None
-    ctx.store.add_audit(AuditEntry(at=now, actor=actor, action="token create", detail=f"{name} for {owner.name}"))
+    ctx.store.add_audit(AuditEntry(at=now, actor=actor, action="token create",
+                                   detail=f"{name} for {owner.name}" + (" (metrics only)" if metrics_only else "")))
     return _info(ctx.store.token_by_name(name)), secret
 
 
@@ -80,18 +93,42 @@ def revoke_token(ctx: Context, name: str, *, actor: str) -> TokenInfo:
     return _info(ctx.store.token_by_name(name))
 
 
-def authenticate_token(ctx: Context, user: str, secret: str) -> tuple[PanelUser, TokenInfo]:
-    """The user and token for `whm USER:TOKEN`; LoginError when unknown, revoked, expired or not the user's."""
+def _active_token(ctx: Context, secret: str, what: str, user: str | None = None) -> TokenInfo:
+    """The token with this secret (of ``user`` when given), active now; LoginError otherwise."""
     record = ctx.store.token_by_hash(_hash(secret))
-    if record is None or not hmac.compare_digest(record.user, user):
-        raise LoginError("The API token is not valid for this user.")
+    if record is None or (user is not None and not hmac.compare_digest(record.user, user)):
+        raise LoginError(f"The {what} is not valid" + (" for this user." if user is not None else "."))
     info = _info(record)
-    now = ctx.now()
-    state = info.state(now)
+    state = info.state(ctx.now())
     if state != "active":
-        raise LoginError(f"The API token “{info.name}” is {state}.")
-    ctx.store.touch_token(info.name, now)
+        raise LoginError(f"The {what} “{info.name}” is {state}.")
+    return info
+
+
+def authenticate_token(ctx: Context, user: str, secret: str) -> tuple[PanelUser, TokenInfo]:
+    """The user and token for `whm USER:TOKEN`; LoginError when unknown, revoked, expired or not the user's,
+    WrongTokenKind for a metrics-only token."""
+    info = _active_token(ctx, secret, "API token", user)
+    if info.kind != API:
+        raise WrongTokenKind(f"The token “{info.name}” is a metrics-only token: it reads /metrics and cannot call "
+                             "the API.")
+    ctx.store.touch_token(info.name, ctx.now())
     return get_user(ctx, user), info
+
+
+def authenticate_metrics_token(ctx: Context, secret: str) -> TokenInfo:
+    """The metrics token for `Authorization: Bearer SECRET`; LoginError when unknown, revoked, expired or its user
+    may no longer see the service certificates, WrongTokenKind for an ordinary API token."""
+    info = _active_token(ctx, secret, "token")
+    if info.kind != METRICS:
+        raise WrongTokenKind("This is not a metrics token: create one with `svcssl token create USER --metrics-only`.")
+    owner = find_user(ctx, info.user)
+    if owner is None or not owner.may_manage_service_ssl:
+        raise LoginError("The token's user may not see the service certificates.")
+    now = ctx.now()
+    if info.last_used_at is None or now - info.last_used_at >= METRICS_TOUCH_INTERVAL:
+        ctx.store.touch_token(info.name, now)  # not a write per scrape: once a minute is "last used" enough
+    return info
 
 
 def new_cpsess() -> str:

@@ -1,3 +1,3 @@
 """The state directory and its SQLite index."""
 
-from .state import AuditEntry, HistoryEntry, LoginAttempt, OrderBackoff, RunRecord, Store, TokenRecord, UserRecord  # noqa: F401
+from .state import AuditEntry, HistoryEntry, LoginAttempt, OrderBackoff, ProbeRecord, RunRecord, Store, TokenRecord, UserRecord  # noqa: F401

@@ -222,6 +222,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX web_sessions_user ON web_sessions(user);
     """,
+    # (issue 21) metrics-only API tokens; the last probe of each service's port, kept for /metrics; an index
+    # for the deploy and order counts /metrics reads from the audit log
+    """
+    ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
+    CREATE TABLE probe_results (
+        service TEXT PRIMARY KEY,
+        probed_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        installed_fingerprint TEXT,
+        served_fingerprint TEXT
+    );
+    CREATE INDEX audit_deploys ON audit(service, outcome) WHERE new_fingerprint IS NOT NULL;
+    CREATE INDEX audit_actions ON audit(action, outcome);
+    """,
 )
 
 

@@ -83,6 +83,18 @@ class TokenRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    kind: str = "api"  # api (the JSON API) | metrics (/metrics only)
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """The last probe of a service's port: what it served, against what the files held then."""
+
+    service: str
+    probed_at: datetime
+    state: str  # match | differs | unreachable | drift
+    installed_fingerprint: str | None
+    served_fingerprint: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -425,16 +437,55 @@ class Store:
              json.dumps(backoff.problem)),
         )
 
+    # --- what /metrics reads: the last probes, and counts from the audit log ----
+    def record_probes(self, probes: list[ProbeRecord]) -> None:
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO probe_results (service, probed_at, state, installed_fingerprint,"
+                " served_fingerprint) VALUES (?,?,?,?,?)",
+                [(p.service, _ts(p.probed_at), p.state, p.installed_fingerprint, p.served_fingerprint) for p in probes])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the probes in {self.layout.database}: {exc}") from None
+
+    def last_probes(self) -> dict[str, ProbeRecord]:
+        rows = self._db.execute("SELECT service, probed_at, state, installed_fingerprint, served_fingerprint"
+                                " FROM probe_results")
+        return {r[0]: ProbeRecord(r[0], _dt(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    def deploy_counts(self) -> dict[tuple[str, str], int]:
+        """(service, outcome) → how many deploys the audit log holds (outcome: ok | failed | rolled back)."""
+        rows = self._db.execute("SELECT service, outcome, COUNT(*) FROM audit WHERE new_fingerprint IS NOT NULL"
+                                " GROUP BY service, outcome")
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def action_counts(self, action: str) -> dict[str, int]:
+        """outcome → how many audit entries of ``action`` there are."""
+        rows = self._db.execute("SELECT outcome, COUNT(*) FROM audit WHERE action = ? GROUP BY outcome", (action,))
+        return {r[0]: r[1] for r in rows}
+
+    def last_run_times(self) -> tuple[RunRecord | None, datetime | None]:
+        """The newest maintenance run that was not a dry run (report left empty), and when the newest one that
+        ended well finished."""
+        row = self._db.execute("SELECT id, started_at, finished_at, trigger, dry_run, ok FROM maintenance_runs"
+                               " WHERE dry_run = 0 ORDER BY id DESC LIMIT 1").fetchone()
+        last = RunRecord(row[0], _dt(row[1]), _dt(row[2]), row[3], bool(row[4]), bool(row[5]), {}) if row else None
+        ok = self._db.execute("SELECT finished_at FROM maintenance_runs WHERE dry_run = 0 AND ok = 1"
+                              " ORDER BY id DESC LIMIT 1").fetchone()
+        return last, _dt(ok[0]) if ok else None
+
     # --- API tokens and one-time login sessions ------------------------------
-    _TOKEN_SQL = "SELECT name, user, token_hash, created_at, expires_at, revoked_at, last_used_at FROM api_tokens"
+    _TOKEN_SQL = ("SELECT name, user, token_hash, created_at, expires_at, revoked_at, last_used_at, kind"
+                  " FROM api_tokens")
 
     def _token(self, row) -> TokenRecord:
-        return TokenRecord(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), _dt(row[5]), _dt(row[6]))
+        return TokenRecord(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), _dt(row[5]), _dt(row[6]), row[7])
 
-    def add_token(self, name: str, user: str, token_hash: str, now: datetime, expires_at: datetime | None) -> None:
+    def add_token(self, name: str, user: str, token_hash: str, now: datetime, expires_at: datetime | None,
+                  kind: str = "api") -> None:
         try:
-            self._db.execute("INSERT INTO api_tokens (name, user, token_hash, created_at, expires_at) VALUES (?,?,?,?,?)",
-                             (name, user, token_hash, _ts(now), _ts(expires_at) if expires_at else None))
+            self._db.execute("INSERT INTO api_tokens (name, user, token_hash, created_at, expires_at, kind)"
+                             " VALUES (?,?,?,?,?,?)",
+                             (name, user, token_hash, _ts(now), _ts(expires_at) if expires_at else None, kind))
         except sqlite3.IntegrityError:
             raise StoreError(f"an API token named '{name}' exists already") from None
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from ..errors import InputError
-from ..operations.tokens import authenticate_token, new_cpsess
+from ..operations.tokens import WrongTokenKind, authenticate_token, new_cpsess
 from ..operations.users import (LoginError, LoginThrottled, PanelUser, authenticate, end_session, session_user,
                                 start_session)
 from .context import context
@@ -176,6 +176,8 @@ def authenticate_api_call(cpsess: str | None) -> Caller:
                 raise ApiFailure("The Authorization header must be “whm USER:TOKEN”.", 401)
             try:
                 panel_user, info = authenticate_token(ctx, user, token)
+            except WrongTokenKind as exc:  # a metrics-only token: valid, but not for the API
+                raise ApiFailure(exc.message, 403) from None
             except (LoginError, InputError) as exc:
                 raise ApiFailure(exc.message, 401) from None
             return Caller(panel_user, f"{panel_user.name} (API token {info.name}, {remote})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import HiddenField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms import BooleanField, HiddenField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
@@ -94,3 +94,4 @@ class TokenForm(FlaskForm):
     name = BoundedStringField("Token name (optional)", validators=[Length(max=50)], echo_limit=50)
     expires_days = BoundedStringField("Expires after (days, optional)", echo_limit=4,
                                       validators=[Optional(), Regexp(r"^\d{1,4}$", message="Between 1 and 3650 days.")])
+    metrics_only = BooleanField("Metrics only: reads /metrics (Prometheus) and nothing else; the API refuses it")

@@ -46,9 +46,10 @@ def index():
         return _page(form, 400)
     try:
         info, secret = create_token(context(), form.user.data, (form.name.data or "").strip() or None,
-                                    int(form.expires_days.data) if form.expires_days.data else None, actor=_actor())
+                                    int(form.expires_days.data) if form.expires_days.data else None, actor=_actor(),
+                                    metrics_only=bool(form.metrics_only.data))
     except InputError as exc:
-        getattr(form, exc.field if exc.field in ("name", "expires_days") else "name").errors.append(exc.message)
+        getattr(form, exc.field if exc.field in ("name", "expires_days", "user") else "name").errors.append(exc.message)
         return _page(form, 400)
     result_id = remember({"info": info, "secret": secret}, ttl=SECRET_SHOWN_FOR)
     return redirect(url_for(".index", created=result_id), code=303)
