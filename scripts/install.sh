@@ -19,6 +19,8 @@ if [ "$want_test" = 1 ]; then
   apt_packages+=(systemd)
   # /metrics and the alert rules are checked with promtool and scraped by a real Prometheus server
   apt_packages+=(prometheus)
+  # the disk-fault tests make a small ext4 (mkfs.ext4), mark files immutable (chattr) and mount (util-linux)
+  apt_packages+=(e2fsprogs util-linux mount)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

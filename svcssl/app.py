@@ -12,6 +12,10 @@ from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from .operations.assessment import Thresholds, needs_a_person
+from .deploy.preflight import MARGIN as STATE_MARGIN
+from .errors import DamagedDatabaseError, FileSystemError
+from .filesystem import from_os_error, write_problem
 from .operations.context import utc_now
 from .settings import Settings
 from .web import api, audit, auth, browse, maintenance, metrics, resellers, service_ssl, tokens, users
@@ -63,8 +67,9 @@ def _banner() -> list[dict]:
         for status in service_statuses():
             assessment = status.assessment
             reason = next((r for r in assessment.reasons if r.code in BANNER_CODES), None)
-            if reason is None:
-                continue
+            if reason is None or (reason.code == "expiring" and status.info is not None and not needs_a_person(
+                    status.info, assessment, now, Thresholds.from_settings(ctx.settings))):
+                continue  # the maintenance run renews it by itself, still on time
             name = status.service.name
             info = status.info
             if info is None:
@@ -84,10 +89,23 @@ def _banner() -> list[dict]:
     return warnings
 
 
+def for_the_panel(message: str) -> str:
+    """A disk's sentence said for a page: "try again", not "run the command again"."""
+    return message.replace("run the command again", "try again")
+
+
+def _read_only_reason() -> str | None:
+    """Why no change can be made now (the state directory's file system is full or read-only), for the banner."""
+    if "svcssl_read_only" not in g:
+        problem = write_problem(context().settings.server.state_dir, STATE_MARGIN)
+        g.svcssl_read_only = for_the_panel(problem.message) if problem else None
+    return g.svcssl_read_only
+
+
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
                panel_control: PanelControl | None = None, live_check_ttl: float = 30.0) -> Flask:
     app = Flask("svcssl", template_folder=str(resource_dir("templates")), static_folder=str(resource_dir("static")))
-    stores = StorePool(settings.server.state_dir)
+    stores = StorePool(settings.server.state_dir, settings.server.state_snapshots)
     app.config.update(
         SECRET_KEY=stores.get().session_secret(),
         # __Host-: Secure, Path=/ and no Domain, so a sibling host cannot plant or overwrite it
@@ -126,7 +144,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
 
     @app.context_processor
     def page_globals():
-        return {"user": current_user(), "banner": _banner}
+        return {"user": current_user(), "banner": _banner, "read_only_reason": _read_only_reason}
 
     @app.route("/")
     @login_required
@@ -155,6 +173,22 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return error_page(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(FileSystemError)
+    def disk_refused(exc: FileSystemError):  # refused before writing (or undone): nothing changed
+        return error_page(503, for_the_panel(exc.message))
+
+    @app.errorhandler(OSError)
+    def os_error(exc: OSError):  # a write the disk refused midway (a lock, a bundle file): said in words
+        said = from_os_error(exc, exc.filename or settings.server.state_dir)
+        if said is not None:
+            return error_page(503, for_the_panel(said.message))
+        return unexpected(exc)
+
+    @app.errorhandler(DamagedDatabaseError)
+    def database_damaged(exc: DamagedDatabaseError):
+        log.error("%s", exc.message)
+        return error_page(503, exc.message)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

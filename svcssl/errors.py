@@ -121,6 +121,7 @@ class AcmeError(SvcsslError):
     """
 
     PREFIX = "urn:ietf:params:acme:error:"
+    retry_after = None  # datetime (aware UTC) from the CA's Retry-After header, when it sent one
 
     def __init__(self, message: str, *, problem_type: str | None = None, detail: str = "",
                  status: int | None = None):
@@ -132,3 +133,20 @@ class AcmeError(SvcsslError):
         """The short ACME error code (``connection``, ``rateLimited``, ...) when the type is an ACME one."""
         acme_type = self.problem_type and self.problem_type.startswith(self.PREFIX)
         return self.problem_type[len(self.PREFIX):] if acme_type else None
+
+
+class FileSystemError(SvcsslError):
+    """A file system cannot take a write (full, over quota, read-only, an immutable file, failing): one sentence
+    that names it and says what to do. Raised before anything is written where it can be foreseen."""
+
+    def __init__(self, message: str, *, path: str, cause: str):
+        super().__init__(message)
+        self.path, self.cause = path, cause  # cause: full | quota | read-only | immutable | io
+
+
+class DamagedDatabaseError(StoreError):
+    """The state database cannot be read (malformed, truncated, not a database)."""
+
+    def __init__(self, message: str, *, path: str):
+        super().__init__(message)
+        self.path = path

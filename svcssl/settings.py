@@ -63,8 +63,14 @@ class _Reading:
 
 
 Hook = Callable[[Any, str, _Reading], Any]  # (TOML value or the default, "table.key", reading) -> field value
+
+
+class TableArray(list):
+    """The TOML type of a key written as an array of tables (``[[acme.ca]]``)."""
+
+
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list of strings", dict: "a table"}
+               list: "a list of strings", dict: "a table", TableArray: "an array of tables ([[…]])"}
 
 
 def setting(default: Any = MISSING, toml: type = str, *, read: Hook | None = None, choices: tuple[str, ...] = (),
@@ -90,6 +96,8 @@ def _has_type(value: Any, expected: type) -> bool:
         return isinstance(value, (int, float))
     if expected is list:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if expected is TableArray:
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
     return isinstance(value, expected)
 
 
@@ -267,6 +275,7 @@ class ServerSettings:
     main_ip: str | None = setting(None, read=_optional)
     state_dir: Path = setting(Path("state"), read=_state_dir)  # relative to the config file's folder
     listen: str = setting("0.0.0.0:2087")
+    state_snapshots: int = setting(7, int, minimum=1, maximum=1000)  # snapshots of the state database kept
 
 
 @dataclass(frozen=True)
@@ -287,6 +296,29 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class AcmeCaSettings:
+    """One [[acme.ca]] entry: a CA tried in order; what it does not set comes from [acme]."""
+
+    directory: str = setting()  # required
+    verify: str | None = setting(None, read=_optional)
+    eab_kid: str | None = setting(None, read=_optional)
+    eab_hmac_key_file: Path | None = setting(None, read=_path)
+    profile: str | None = setting(None, read=_optional)  # None = [acme] profile
+    caa_identities: tuple[str, ...] = setting((), list)  # () = [acme] caa_identities
+
+
+def _ca_list(value: list, where: str, reading: _Reading) -> tuple[AcmeCaSettings, ...]:
+    entries = []
+    for number, table in enumerate(value, start=1):
+        entry = AcmeCaSettings(**_read(AcmeCaSettings, table, f"{where}[{number}]", reading))
+        if urlsplit(entry.directory).scheme not in ("https", "http"):
+            raise ConfigError(f"configuration key '{where}[{number}].directory' must be an ACME directory URL, "
+                              f"not {entry.directory!r}")
+        entries.append(entry)
+    return tuple(entries)
+
+
+@dataclass(frozen=True)
 class AcmeSettings:
     directory: str = setting(LETS_ENCRYPT)
     email: str | None = setting(None, read=_optional)
@@ -298,6 +330,9 @@ class AcmeSettings:
     eab_hmac_key_file: Path | None = setting(None, read=_path)
     caa_identities: tuple[str, ...] = setting(("letsencrypt.org",), list)
     dns01_hook: tuple[str, ...] = setting((), list)  # argv: validate over DNS-01 through this command, not HTTP-01
+    profile: str | None = setting(None, read=_optional)  # ACME profile name; None = the CA's default
+    profile_required: bool = setting(False, bool)  # no order from a CA that offers no profiles
+    ca: tuple[AcmeCaSettings, ...] = setting((), TableArray, read=_ca_list)  # [[acme.ca]]: CAs tried in order
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ Layout (directories 0700, files 0600)::
                                                 unfinished pending-key.pem pending.json
     keys/<spki-sha256>.key .csr                 svcssl's key store (keys made with a CSR)
     crl-cache/                                  CRLs fetched for revocation checks
+    snapshots/svcssl-<UTC time>-<why>.db        consistent copies of svcssl.db (store.snapshots), 0600
+    svcssl.db.damaged-<UTC time>                a damaged database moved aside by `svcssl state restore`
+    incidents.json                              disk incidents already mailed (rewritten in place: needs no space)
     disable_auto_hostname_certificate           touch file: never order or install a hostname certificate
     disable_service_certificate_management      touch file: no automatic replacement, no expiry mail
     live/<service>/                             the embedded services' default files (settings)
@@ -40,6 +43,8 @@ CRL_CACHE = "crl-cache"
 NO_HOSTNAME_CERTIFICATE = "disable_auto_hostname_certificate"
 NO_MANAGEMENT = "disable_service_certificate_management"
 TOUCH_FILES = (NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT)
+SNAPSHOTS = "snapshots"
+INCIDENTS = "incidents.json"
 
 
 class StateLayout:
@@ -121,3 +126,21 @@ class StateLayout:
         if name not in TOUCH_FILES:
             raise ValueError(f"not a touch file: {name!r}")
         return self.root / name
+
+    # --- keeping the database safe ------------------------------------------------------------------
+    @property
+    def snapshots(self) -> Path:
+        """Consistent copies of the database (taken after successful maintenance runs and before upgrades)."""
+        return self.root / SNAPSHOTS
+
+    def snapshot(self, name: str) -> Path:
+        return self.snapshots / name
+
+    def damaged_database(self, stamp: str) -> Path:
+        """Where a damaged database is moved aside (never deleted): ``svcssl.db.damaged-<stamp>``."""
+        return self.root / f"{DATABASE}.damaged-{stamp}"
+
+    @property
+    def incidents(self) -> Path:
+        """The disk incidents the administrator was already mailed about."""
+        return self.root / INCIDENTS

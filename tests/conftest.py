@@ -6,6 +6,7 @@ Helpers live in the `support` and `servers` packages (on the path through pyproj
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest
 from support.config import require_binaries, skip_or_fail, write_config
 from support.panel import ALICE_PASSWORD, BOB_PASSWORD, ROOT_PASSWORD, make_panel
 from support.process import PanelProcess
+from support.releases import DATA, RELEASES
 from support.web import logged_in, new_client
 from svcssl import cli
 from svcssl.app import create_app
@@ -156,3 +158,19 @@ def start_panel(tmp_path):
     for server in started:
         server.stop()
 
+
+# --- a state directory written by an earlier release (tests/data/upgrade-<version>/) -------------
+
+@pytest.fixture(params=RELEASES)
+def old_state(request, tmp_path):
+    """The release's directory copied to tmp_path with the modes it had on disk (git keeps none)."""
+    source = DATA / request.param
+    target = tmp_path / request.param
+    shutil.copytree(source, target)
+    expected = json.loads((source / "expected.json").read_text())
+    for relative, mode in expected["modes"].items():  # parents first: the list is sorted
+        path = target / relative
+        if not path.exists():  # an empty directory (git keeps none)
+            path.mkdir(parents=True)
+        path.chmod(int(mode, 8))
+    return target, expected

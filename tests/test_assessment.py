@@ -162,3 +162,69 @@ def test_an_unreadable_certificate_is_replaced():
     a = assess_unreadable("the certificate file /etc/x.pem does not exist")
     assert a.verdict == "replace" and a.due and a.expired and a.code == "unreadable"
     assert a.message == "No usable certificate: the certificate file /etc/x.pem does not exist."
+
+
+# --- issue 20: the renewal moment is a fraction of the lifetime, the ARI moment first -----------------------------
+
+from svcssl.operations.assessment import needs_a_person, renewal_moment  # noqa: E402
+
+
+def lifetime_cert(lifetime: timedelta, start=NOW):
+    return leaf_info(not_before=start, not_after=start + lifetime)
+
+
+@pytest.mark.parametrize("lifetime, own, left_when_due", [
+    (timedelta(hours=160), True, timedelta(hours=80)),  # Let's Encrypt "shortlived": half, under 10 days
+    (timedelta(hours=160), False, timedelta(hours=80)),  # whatever its CA
+    (timedelta(days=45), True, timedelta(days=15)),  # "tlsserver": a third
+    (timedelta(days=45), False, timedelta(days=15)),
+    (timedelta(days=12), True, timedelta(days=4)),  # 10 days and more: a third
+    (timedelta(days=90), True, timedelta(days=25)),  # long-lived: the cPanel days bound the third (30 days)
+    (timedelta(days=90), False, timedelta(days=3)),
+    (timedelta(days=60), True, timedelta(days=20)),  # a third (20) is under the 25-day bound: the third
+])
+def test_the_renewal_moment_is_a_fraction_of_the_lifetime(lifetime, own, left_when_due):
+    info = lifetime_cert(lifetime)
+    facts = CertificateFacts(from_own_ca=own)
+    moment = renewal_moment(info, facts, Thresholds())
+    assert moment.at == info.not_after - left_when_due and not moment.ari
+    before, after = moment.at - timedelta(seconds=1), moment.at + timedelta(seconds=1)
+    assert not assess(info, SERVER, facts, before).due
+    due = assess(info, SERVER, facts, after)
+    assert due.due and due.verdict == "renew-soon" and due.code == "expiring", due
+    assert "the maintenance run renews it now" in due.message
+
+
+def test_the_stored_ari_moment_decides_inside_the_window_and_a_moment_outside_it_is_ignored():
+    info = lifetime_cert(timedelta(days=90), start=NOW - timedelta(days=30))
+    window = (NOW + timedelta(days=20), NOW + timedelta(days=22))
+    chosen = NOW + timedelta(days=21, hours=3)
+    facts = CertificateFacts(from_own_ca=True, renewal_window=window, renewal_at=chosen)
+    assert renewal_moment(info, facts, Thresholds()).at == chosen
+    assert not assess(info, SERVER, facts, window[0] + timedelta(hours=1)).due  # window open, moment not yet
+    late = assess(info, SERVER, facts, chosen + timedelta(minutes=1))
+    assert late.due and "the moment chosen in it" in late.message and "Renewal Information" in late.message
+    stray = CertificateFacts(from_own_ca=True, renewal_window=window, renewal_at=NOW + timedelta(days=40))
+    assert renewal_moment(info, stray, Thresholds()).at == window[0]  # a moment from an older window: the start
+
+
+def test_only_what_a_person_must_act_on_is_news():
+    t = Thresholds()
+    own, other = CertificateFacts(from_own_ca=True), CertificateFacts()
+    short = lifetime_cert(timedelta(hours=160))
+    on_time = NOW + timedelta(hours=81)  # due (under half) but more than a third left: the run renews it
+    assert assess(short, SERVER, own, on_time).due and not needs_a_person(short, assess(short, SERVER, own, on_time),
+                                                                           on_time, t)
+    overdue = NOW + timedelta(hours=110)  # under a third left: renewal has failed so far
+    assert needs_a_person(short, assess(short, SERVER, own, overdue), overdue, t)
+    long = lifetime_cert(timedelta(days=90))
+    at_24 = NOW + timedelta(days=66)  # 24 days left from our CA: due, on time (notify under 20)
+    assert not needs_a_person(long, assess(long, SERVER, own, at_24), at_24, t)
+    at_19 = NOW + timedelta(days=71)
+    assert needs_a_person(long, assess(long, SERVER, own, at_19), at_19, t)
+    at_10 = NOW + timedelta(days=80)  # another CA's, 10 days left: svcssl cannot renew it by itself yet
+    assert needs_a_person(long, assess(long, SERVER, other, at_10), at_10, t)
+    held = assess(long, SERVER, own, at_24, touch_files=frozenset({NO_HOSTNAME_CERTIFICATE}))
+    assert held.verdict == "attention" and needs_a_person(long, held, at_24, t)
+    fresh = NOW + timedelta(days=1)
+    assert not needs_a_person(long, assess(long, SERVER, own, fresh), fresh, t)

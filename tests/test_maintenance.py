@@ -6,7 +6,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import sqlite3
 import time
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from svcssl.maintenance.scheduler import start_scheduler
 from svcssl.operations.context import open_context
 from svcssl.operations.inventory import list_services
 from svcssl.settings import load_settings, parse_probe
+from svcssl.store.snapshots import list_snapshots
 from svcssl.x509.inspect import describe, fingerprint
 
 HOST = "mail.example.test"
@@ -161,6 +164,12 @@ def test_one_run_gives_every_self_signed_service_a_ca_signed_hostname_certificat
         assert fingerprints(ctx) == after
         assert inbox[0].messages == []  # nothing was expiring: no mail
         assert len(ctx.store.runs()) == 2
+        # after each successful run a consistent snapshot of the database (0600), holding that run's report
+        snapshots = list_snapshots(ctx.store.layout)
+        assert [s.reason for s in snapshots] == ["run", "run"]
+        assert {oct(s.path.stat().st_mode & 0o777) for s in snapshots} == {"0o600"}
+        with closing(sqlite3.connect(f"{snapshots[0].path.as_uri()}?mode=ro", uri=True)) as newest:
+            assert newest.execute("SELECT count(*) FROM maintenance_runs").fetchone()[0] == 2
     finally:
         dovecot.stop()
 

@@ -9,39 +9,19 @@ and the panel's session secret. expected.json records what that release reported
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
-import pytest
-
+from support.releases import RELEASES
 from svcssl.app import create_app
 from svcssl.operations.context import open_context
 from svcssl.operations.users import authenticate
 from svcssl.settings import load_settings
 from svcssl.store.schema import MIGRATIONS
 
-DATA = Path(__file__).parent / "data"
-RELEASES = sorted(p.name for p in DATA.glob("upgrade-*") if (p / "expected.json").is_file())
-
 
 def test_there_is_a_state_directory_from_a_release():
     assert RELEASES, "tests/data/upgrade-*/ is missing: run tests/data/make_upgrade_state.py"
-
-
-@pytest.fixture(params=RELEASES)
-def old_state(request, tmp_path):
-    """The release's directory copied to tmp_path with the modes it had on disk (git keeps none)."""
-    source = DATA / request.param
-    target = tmp_path / request.param
-    shutil.copytree(source, target)
-    expected = json.loads((source / "expected.json").read_text())
-    for relative, mode in expected["modes"].items():  # parents first: the list is sorted
-        path = target / relative
-        if not path.exists():  # an empty directory (git keeps none)
-            path.mkdir(parents=True)
-        path.chmod(int(mode, 8))
-    return target, expected
 
 
 def live_files(state: Path) -> dict[str, bytes]:

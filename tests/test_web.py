@@ -169,7 +169,8 @@ def test_table_has_every_column_flag_and_timeline(root, panel):
 
 
 def test_expiring_certificate_shows_the_banner_on_every_root_page(root, panel, tmp_path):
-    leaf, key, crt, key_pem, chain = bundle(slot=13, not_after=pki.NOW + timedelta(days=10))
+    leaf, key, crt, key_pem, chain = bundle(slot=13, not_before=pki.NOW - timedelta(days=80),  # long-lived: under
+                                            not_after=pki.NOW + timedelta(days=10))  # expiry_days is news
     assert install(root, ["exim"], crt, key_pem, chain).status_code == 200
     for path in (PAGE, "/scripts/audit", "/scripts/resellers"):
         html = root.get(path).text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import json
 import logging
 import math
@@ -81,11 +82,15 @@ def translated(what: str, net: object = None, server: str = "") -> Iterator[None
     try:
         yield
     except messages.Error as exc:
-        raise problem_error(what, exc.typ, exc.detail, getattr(net, "last_status", None)) from exc
+        error = problem_error(what, exc.typ, exc.detail, getattr(net, "last_status", None))
+        error.retry_after = getattr(net, "last_retry_after", None)
+        raise error from exc
     except acme_errors.TimeoutError as exc:
         raise AcmeError(f"{what}: gave up after the time limit; the order is kept and will be resumed") from exc
     except acme_errors.Error as exc:
-        raise AcmeError(f"{what}: {str(exc) or type(exc).__name__}", status=getattr(net, "last_status", None)) from exc
+        error = AcmeError(f"{what}: {str(exc) or type(exc).__name__}", status=getattr(net, "last_status", None))
+        error.retry_after = getattr(net, "last_retry_after", None)
+        raise error from exc
     except requests.exceptions.SSLError as exc:
         raise AcmeError(f"{what}: the TLS certificate of the ACME server {server} could not be verified "
                         f"({_short_reason(exc)}); configure the CA file that signed it") from exc
@@ -109,6 +114,8 @@ class AcmeConfig:
     eab_hmac_key: str | None = field(default=None, repr=False)  # base64url
     user_agent: str = "svcssl"
     dns01_hook: tuple[str, ...] = ()  # when set, names are validated over DNS-01 through this command
+    profile: str | None = None  # ACME profile to ask for (draft-ietf-acme-profiles); None = the CA's default
+    profile_required: bool = False  # no order from a CA that offers no profiles
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,19 @@ class IssuedCertificate:
     key_pem: bytes = field(repr=False)  # PKCS#8 PEM of the certificate key
     fullchain_pem: bytes  # leaf + chain, as the CA returned it
     account_uri: str
+    profile: str | None = None  # the profile the order carried
+    replaced: str | None = None  # the ARI certID the order carried in "replaces" (and the CA accepted)
+    notes: tuple[str, ...] = ()  # what a person should know (no profiles at this CA, "replaces" refused, …)
+
+
+class ReplacingNewOrder(messages.NewOrder):
+    """``acme``'s newOrder with RFC 9773's ``replaces`` (the ARI certID of the certificate this order renews)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+class ProfileUnavailable(AcmeError):
+    """The configured ACME profile cannot be had from this CA: no order was placed."""
 
 
 class _Network(ClientNetwork):
@@ -124,15 +144,77 @@ class _Network(ClientNetwork):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.last_status: int | None = None
-        self.session.hooks["response"].append(lambda response, **_: setattr(self, "last_status", response.status_code))
+        self.last_retry_after: datetime | None = None
+        self.replaces: str | None = None  # sent in the next newOrder payload (RFC 9773 §5)
+        self.session.hooks["response"].append(self._remember)
+
+    def _remember(self, response: requests.Response, **_: Any) -> None:
+        self.last_status = response.status_code
+        self.last_retry_after = retry_after_moment(response.headers.get("Retry-After"), datetime.now(timezone.utc))
 
     def post(self, *args: Any, **kwargs: Any) -> Any:
+        if self.replaces and len(args) > 1 and type(args[1]) is messages.NewOrder:
+            order = args[1]
+            args = (args[0], ReplacingNewOrder(identifiers=order.identifiers, profile=order.profile,
+                                               replaces=self.replaces), *args[2:])
         for attempt in range(1, _NONCE_ROUNDS + 1):
             try:
                 return super().post(*args, **kwargs)
             except messages.Error as error:
                 if error.code != "badNonce" or attempt == _NONCE_ROUNDS:
                     raise
+
+
+def retry_after_moment(value: str | None, now: datetime) -> datetime | None:
+    """An HTTP Retry-After header (seconds or an HTTP date) as an aware UTC moment; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=min(int(value), 30 * 86400))
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def ari_cert_id(cert: x509.Certificate) -> str | None:
+    """RFC 9773 §4.1 certID: base64url(AKI keyIdentifier) "." base64url(serial DER bytes); None without an AKI."""
+    try:
+        key_id = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    if not key_id:
+        return None
+    serial = cert.serial_number.to_bytes(math.ceil((cert.serial_number.bit_length() + 1) / 8), "big", signed=True)
+    return ".".join(base64.urlsafe_b64encode(part).decode("ascii").rstrip("=") for part in (key_id, serial))
+
+
+def offered_profiles(client: ClientV2) -> dict[str, str] | None:
+    """The CA's ``meta.profiles`` (name → description), or None when its directory lists none."""
+    meta = getattr(client.directory, "meta", None)
+    profiles = getattr(meta, "profiles", None) if meta is not None else None
+    return dict(profiles) if profiles else None
+
+
+def _choose_profile(client: ClientV2, config: AcmeConfig) -> tuple[str | None, tuple[str, ...]]:
+    """The profile to send and the notes for the report; ProfileUnavailable when no order may be placed."""
+    offered = offered_profiles(client)
+    if offered is None:
+        if config.profile_required:
+            raise ProfileUnavailable(f"the CA {config.directory} offers no ACME profiles and profile_required is "
+                                     f"set: no order was placed (it would not get the profile "
+                                     f"{config.profile or '(none named)'!r})")
+        if config.profile:
+            return None, (f"The CA {config.directory} offers no ACME profiles: ordered without the profile "
+                          f"{config.profile!r} (the CA's default certificate).",)
+        return None, ()
+    if config.profile and config.profile not in offered:
+        raise ProfileUnavailable(f"the ACME profile {config.profile!r} is not offered by {config.directory}; "
+                                 f"the CA offers: {', '.join(offered)}. Set [acme] profile to one of them, or to "
+                                 f"\"\" for the CA's default")
+    return config.profile or None, ()
 
 
 def _connect(config: AcmeConfig, timeout: float, key: PrivateKey | None = None) -> ClientV2:
@@ -310,26 +392,50 @@ def _resume(client: ClientV2, config: AcmeConfig, folder: Path,
     return None
 
 
-def _new_order(client: ClientV2, config: AcmeConfig, folder: Path, names: list[str],
-               account_uri: str) -> tuple[messages.OrderResource, PrivateKey]:
+def _place_order(client: ClientV2, csr_pem: bytes, names: list[str], profile: str | None,
+                 replaces: str | None) -> tuple[messages.OrderResource, str | None, tuple[str, ...]]:
+    """newOrder with ``profile`` and ``replaces``; a CA that refuses ``replaces`` gets the order once without it."""
+    what = f"the CA refused a new order for {', '.join(names)}"
+    client.net.replaces = replaces
+    try:
+        with translated(what, client.net):
+            return client.new_order(csr_pem, profile=profile), replaces, ()
+    except AcmeError as exc:
+        # RFC 9773 §5: "alreadyReplaced" comes with 409 Conflict, which acme reports without the problem document
+        refused = exc.status == 409 or (exc.problem_type is not None and 400 <= (exc.status or 400) < 500)
+        if not replaces or exc.code in TRANSIENT or not refused:
+            raise
+        why = exc.code or exc.problem_type or f"HTTP {exc.status}"
+        note = (f"The CA refused the renewal order's \"replaces\" ({replaces}): {exc.detail} ({why}); "
+                f"ordered again without it.")
+        log.info("%s", note)
+    finally:
+        client.net.replaces = None
+    with translated(what, client.net):
+        return client.new_order(csr_pem, profile=profile), None, (note,)
+
+
+def _new_order(client: ClientV2, config: AcmeConfig, folder: Path, names: list[str], account_uri: str,
+               profile: str | None = None, replaces: str | None = None
+               ) -> tuple[messages.OrderResource, PrivateKey, str | None, tuple[str, ...]]:
     """A new order for ``names``; its key and URL are stored before any challenge is answered."""
     key = generate_private_key(config.key_type)
     atomic_write(folder / PENDING_KEY_FILE, key_pem(key), 0o600)
     try:
-        with translated(f"the CA refused a new order for {', '.join(names)}", client.net):
-            orderr = client.new_order(make_csr(key, names).public_bytes(Encoding.PEM))
+        orderr, replaced, notes = _place_order(client, make_csr(key, names).public_bytes(Encoding.PEM), names,
+                                               profile, replaces)
     except AcmeError:
         _clear_pending(folder)
         raise
     _write_json(folder / PENDING_FILE, {
         "directory": config.directory, "names": names, "order_url": orderr.uri, "account_uri": account_uri,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    log.info("new ACME order %s for %s", orderr.uri, ", ".join(names))
-    return orderr, key
+    log.info("new ACME order %s for %s (profile %s, replaces %s)", orderr.uri, ", ".join(names), profile, replaced)
+    return orderr, key, replaced, notes
 
 
 def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
-                      timeout: float = 90) -> IssuedCertificate:
+                      timeout: float = 90, replaces: str | None = None) -> IssuedCertificate:
     """Order a certificate for ``names`` (the first is the CN) and return its key and full chain.
 
     Resumes this account's pending order for the same names if the CA still has it. Raises
@@ -350,8 +456,15 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
         os.chmod(private, 0o700)
     with file_lock(StateLayout(state_dir).acme_lock(config.directory), timeout=timeout):
         client = _connect(config, timeout, _account_key(folder, config.directory))
+        profile, notes = _choose_profile(client, config)  # before any order: a wrong name is a configuration error
         account_uri = _ensure_account(client, config, folder)
-        orderr, key = _resume(client, config, folder, names) or _new_order(client, config, folder, names, account_uri)
+        resumed = _resume(client, config, folder, names)
+        replaced = None
+        if resumed is not None:
+            orderr, key = resumed
+        else:
+            orderr, key, replaced, more = _new_order(client, config, folder, names, account_uri, profile, replaces)
+            notes += more
         try:
             _authorize(client, config, orderr, deadline)
             fullchain = _finalize(client, orderr, deadline)
@@ -362,7 +475,9 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
         _clear_pending(folder)
         log.info("certificate issued for %s by %s in %.1f s", ", ".join(names), config.directory,
                  time.monotonic() - started)
-        return IssuedCertificate(key_pem=key_pem(key), fullchain_pem=fullchain, account_uri=account_uri)
+        return IssuedCertificate(key_pem=key_pem(key), fullchain_pem=fullchain, account_uri=account_uri,
+                                 profile=getattr(orderr.body, "profile", None) or profile, replaced=replaced,
+                                 notes=notes)
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -381,19 +496,16 @@ def renewal_window(config: AcmeConfig, cert_pem: bytes, *, now: datetime | None 
     """
     try:
         cert = x509.load_pem_x509_certificates(cert_pem)[0]
-        key_id = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
-        key_id = None
     except (ValueError, IndexError):
         raise AcmeError("renewal information needs a PEM certificate; this one cannot be read") from None
     if cert.not_valid_after_utc <= (now or datetime.now(timezone.utc)):
         return None
+    if (identifier := ari_cert_id(cert)) is None:
+        return None
     client = _connect(config, timeout)
     base = getattr(client.directory, "renewalInfo", None)
-    if not base or not key_id:
+    if not base:
         return None
-    serial = cert.serial_number.to_bytes(math.ceil((cert.serial_number.bit_length() + 1) / 8), "big", signed=True)
-    identifier = ".".join(base64.urlsafe_b64encode(part).decode("ascii").rstrip("=") for part in (key_id, serial))
     with translated("cannot read the CA's renewal information", client.net, urlsplit(config.directory).netloc):
         response = client.net.get(f"{base.rstrip('/')}/{identifier}", content_type="application/json")
     try:

@@ -1,7 +1,8 @@
 """The `svcssl` command: click command groups, one module per group.
 
-Exit codes: 0 done; 2 input refused (nothing changed on disk) or a usage error; 1 deployment failed
-(and was rolled back) or another operational failure.
+Exit codes: 0 done; 2 input refused (nothing changed on disk), a usage error, or a file system that cannot
+take the write (full, read-only: refused before anything was written); 1 deployment failed (and was rolled
+back) or another operational failure (a damaged state database).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Sequence
 import click
 
 from .. import __version__
-from ..errors import ConfigError, InputError, SvcsslError
+from ..errors import ConfigError, FileSystemError, InputError, SvcsslError
+from ..filesystem import from_os_error
 from ..logformat import LEVELS, configure_logging, error_prefix
 from ..operations.context import open_context
 from ..operations.firstrun import ensure_certificates
 from ..settings import load_settings
-from . import csr, discovery, maintenance, serve, services, users
+from . import csr, discovery, maintenance, serve, services, state, users
 from .command import EXIT_FAILED, EXIT_INPUT, EXIT_OK, Choice, Group, Invocation, for_the_command_line
 
 __all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "main", "parse", "svcssl"]
@@ -38,7 +40,7 @@ def svcssl(**options: object) -> None:
 
 
 for command in (*services.COMMANDS[:4], csr.csr, *services.COMMANDS[4:], serve.cmd_serve, maintenance.maintenance,
-                *users.GROUPS, *discovery.GROUPS):
+                *users.GROUPS, *discovery.GROUPS, state.state):
     svcssl.add_command(command)
 
 
@@ -85,11 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if invocation.command == ("check",) and invocation.args.nagios:  # the plugin API's exit codes, read-only
         from .monitoring import run_plugin
         return run_plugin(invocation)
+    settings = None
     try:
         settings = load_settings(invocation.config)
+        if not invocation.opens_store:
+            return invocation.action(settings, invocation.args)
         ctx = open_context(settings)
         ensure_certificates(ctx)
         return invocation(ctx)
+    except FileSystemError as exc:  # the disk refused a write, or would: nothing was changed
+        print(f"{error_prefix(sys.stderr)}svcssl: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
     except ConfigError as exc:
         print(f"{error_prefix(sys.stderr)}svcssl: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
@@ -106,3 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:  # a write in the state directory the disk refused, said in words
+        said = from_os_error(exc, exc.filename or (settings.server.state_dir if settings else None))
+        if said is None:
+            raise
+        print(f"{error_prefix(sys.stderr)}svcssl: {said.message}", file=sys.stderr)
+        return EXIT_INPUT

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import click
 
+from ..errors import FileSystemError
 from ..operations.context import Context
 from ..operations.install import InstallOutcome
 
@@ -29,21 +30,24 @@ class Invocation:
     verbose: bool
     args: SimpleNamespace  # the command's own options and arguments
     action: Action
+    opens_store: bool = True  # False: the action gets the Settings, not a Context (`svcssl state`: the
+    # database may be damaged, and those commands must work all the same)
 
     def __call__(self, ctx: Context) -> int:
         return self.action(ctx, self.args)
 
 
-def runs(command: Action, /, **fixed: Any) -> Callable[..., Invocation]:
+def runs(command: Action, /, *, opens_store: bool = True, **fixed: Any) -> Callable[..., Invocation]:
     """A click callback that hands back an Invocation of ``command`` instead of running it: main() runs it
-    inside the error handling, after the settings are loaded."""
+    inside the error handling, after the settings are loaded (and, unless ``opens_store`` is False, the
+    state directory opened)."""
 
     def callback(**params: Any) -> Invocation:
         here = click.get_current_context()
         root = here.find_root().params
         values = {name: list(value) if isinstance(value, tuple) else value for name, value in params.items()}
         return Invocation(tuple(here.command_path.split()[1:]), root["config"], root["log_level"], root["verbose"],
-                          SimpleNamespace(**fixed, **values), command)
+                          SimpleNamespace(**fixed, **values), command, opens_store)
 
     callback.__name__ = command.__name__
     callback.__doc__ = command.__doc__
@@ -221,4 +225,7 @@ def report(outcomes: list[InstallOutcome]) -> int:
 def refresh_first(ctx: Context) -> None:
     from ..operations.browse import MIN_INTERVAL, refresh_index
 
-    refresh_index(ctx, if_older_than=MIN_INTERVAL)
+    try:
+        refresh_index(ctx, if_older_than=MIN_INTERVAL)
+    except FileSystemError as exc:  # a full disk: read what the index knows
+        print(f"The index was not refreshed: {exc.message}", file=sys.stderr)

@@ -36,11 +36,19 @@ def cmd_maintenance_run(ctx: Context, args: SimpleNamespace) -> int:
             print(f"  No hostname certificate can be ordered: {report.hostname['blocker']}")
         if report.order:
             print(f"  Order: {report.order.get('message') or 'planned'}")
+            for attempt in report.order.get("attempts") or ():
+                print(f"      CA {attempt['directory']}: {attempt['outcome']} — {attempt['reason']}")
+            for note in report.order.get("notes") or ():
+                print(f"      note: {note}")
         for s in report.services:
             print(f"  {s.service}: {s.verdict} — {s.reason}")
             print(f"      action: {s.action} [{s.outcome}]" + (f" ({s.detail})" if s.detail and s.outcome == "failed" else ""))
         for n in report.notifications:
             print(f"  mail: {n['subject']} — {n['result']}")
+        for problem in report.disk:
+            print(f"  disk: {problem['message']}")
+        if report.not_saved:
+            print(f"  This report could not be kept in the history: {report.not_saved}")
         print("Result: " + (report.summary or ("every service is fine" if report.ok else "needs attention")))
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -64,4 +72,18 @@ def cmd_maintenance_status(ctx: Context, args: SimpleNamespace) -> int:
         print(f"{name}: {'present' if present else 'absent'}")
     for r in runs:
         print(f"{r.started_at:%Y-%m-%d %H:%M}  {r.trigger:<8} {'dry run ' if r.dry_run else ''}{'ok' if r.ok else 'needs attention'}")
+    return EXIT_OK
+
+
+@maintenance.command("next", help="when the maintenance run has work next, and why (UTC)")
+@click.option("--json", is_flag=True)
+@runs
+def cmd_maintenance_next(ctx: Context, args: SimpleNamespace) -> int:
+    from ..maintenance.wakeup import next_wakeup
+
+    wake = next_wakeup(ctx)
+    if args.json:
+        print(json.dumps(wake.to_dict(), indent=2))
+    else:
+        print(f"Next run: {wake.at:%Y-%m-%d %H:%M} UTC — {wake.reason}")
     return EXIT_OK

@@ -9,6 +9,7 @@ import click
 from ..deploy.layout import installed_certificate_path, installed_key_path
 from ..errors import ConfigError
 from ..operations.context import Context
+from ..operations.recovery import require_sound_state
 from ..operations.users import ensure_root
 from .command import EXIT_OK, Command, runs
 
@@ -24,6 +25,7 @@ def cmd_serve(ctx: Context, args: SimpleNamespace) -> int:
     panel = next((s for s in ctx.settings.enabled_services() if s.kind == "panel"), None)
     if panel is None:
         raise ConfigError("`svcssl serve` needs an enabled service of kind \"panel\" (the panel's own certificate).")
+    require_sound_state(ctx.settings)  # PRAGMA quick_check: a damaged database is said before serving
     listen = args.listen or ctx.settings.server.listen
     host, port = bind_address(listen)
     password = ensure_root(ctx)

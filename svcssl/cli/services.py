@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from ..deploy.preflight import MARGIN as STATE_MARGIN
 from ..errors import InputError
+from ..filesystem import write_problem
 from ..fsutil import read_bounded
 from ..operations.context import Context
 from ..operations.install import KeyReference, install_certificate
@@ -42,6 +44,7 @@ def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[s
         "assessment": status.assessment.to_dict(),
         "drift": status.drift,
         "problem": status.problem,
+        "profile": status.profile,
         "live": _live_json(live),
     }
 
@@ -85,6 +88,9 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     for status in statuses:
         if not status.assessment.ok:
             print(f"{status.service.name}: {status.assessment.summary}")
+    problem = write_problem(ctx.settings.server.state_dir, STATE_MARGIN)
+    if problem is not None:
+        print(f"Changes are impossible now: {problem.message}", file=sys.stderr)
     return EXIT_OK
 
 

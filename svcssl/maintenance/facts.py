@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Mapping
 
 from ..dnscheck import CaaResult, HostnameFacts, check_caa, check_hostname, default_route_address, make_resolver
 from ..operations.context import Context
-from ..operations.hostname_certificate import ari_window
+from ..operations.hostname_certificate import ari_window, ca_identities
 from ..operations.inventory import InstalledCertificate
 from ..revocation import check_revocation
 from ..operations.assessment import CertificateFacts, ServerFacts
@@ -17,8 +20,9 @@ class HostnameCheck:
     """The hostname's DNS facts, CAA, and whether a hostname certificate may be ordered."""
 
     dns: HostnameFacts
-    caa: CaaResult | None
+    caa: CaaResult | None  # for the first CA
     blocker: str | None  # why no order is possible now, for a person; None when it is
+    caa_forbidden: Mapping[str, str] = field(default_factory=dict)  # CA directory -> why CAA forbids it
 
     def server_facts(self) -> ServerFacts:
         return ServerFacts(hostname=self.dns.hostname, problem=self.dns.problem if self._hostname_broken() else None)
@@ -58,9 +62,14 @@ def check_server_hostname(ctx: Context) -> HostnameCheck:
     elif dns.resolves is None:
         blocker = dns.problem or "the hostname could not be looked up in DNS"
     else:
-        caa = check_caa(settings.server.hostname, list(settings.acme.caa_identities), resolver)
-        if caa.allowed is False:
+        results = [(directory, check_caa(settings.server.hostname, list(identities), resolver))
+                   for directory, identities in ca_identities(ctx)]
+        caa = results[0][1]
+        forbidden = {directory: result.problem or "CAA forbids it" for directory, result in results
+                     if result.allowed is False}
+        if len(forbidden) == len(results):  # every CA is forbidden: the first one's record to add is the fix
             blocker = caa.problem  # it already names the record to add ("…; add example.com. 86400 IN CAA …")
+        return HostnameCheck(dns, caa, blocker, forbidden)
     return HostnameCheck(dns, caa, blocker)
 
 
@@ -70,8 +79,23 @@ def certificate_facts(ctx: Context, installed: InstalledCertificate, *, check_ar
     own = ctx.store.is_acme_certificate(info.fingerprint)
     revocation = check_revocation(installed.leaf, installed.chain[0] if installed.chain else None,
                                   cache_dir=ctx.store.layout.crl_cache, now=now)
-    window = None
+    window = moment = None
     if own and check_ari:
         window = ari_window(ctx, installed.leaf, installed.chain, now)
+        if window is not None:
+            moment = ari_moment(ctx, info.fingerprint, window)
     return CertificateFacts(from_own_ca=own, revocation=revocation.state, revocation_detail=revocation.detail,
-                            renewal_window=window)
+                            renewal_window=window, renewal_at=moment)
+
+
+def ari_moment(ctx: Context, fingerprint: str, window: tuple[datetime, datetime]) -> datetime:
+    """The moment to renew inside the CA's window: chosen at random once, stored, and kept while the window
+    stays the same (RFC 9773 §4.2); a moved window gets a new moment."""
+    stored = ctx.store.renewal_moment(fingerprint, window)
+    if stored is not None:
+        return stored
+    start, end = window
+    span = max(0, int((end - start).total_seconds()))
+    moment = start + timedelta(seconds=secrets.randbelow(span + 1))
+    ctx.store.set_renewal_moment(fingerprint, window, moment)
+    return moment

@@ -11,12 +11,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from ..errors import InputError, LockTimeoutError, SvcsslError, excerpt
+from ..deploy.preflight import MARGIN as DISK_MARGIN
+from ..errors import FileSystemError, InputError, LockTimeoutError, SvcsslError, excerpt
+from ..filesystem import mount_point, write_problem
+from ..mail import MailError, mail_configured, send_mail
 from ..fsutil import atomic_write
 from ..operations.context import Context
 from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
 from ..operations.install import InstallOutcome, deploy_bundle
-from ..operations.assessment import ATTENTION, Assessment, CertificateFacts, ServerFacts
+from ..operations.assessment import (ATTENTION, REPLACE, Assessment, CertificateFacts, ServerFacts,
+                                     Thresholds, needs_a_person, renewal_overdue)
 from ..operations.inventory import ServiceStatus, assess_status, list_services
 from ..operations.notify import notify_once
 from ..operations.reset import make_self_signed_bundle
@@ -59,6 +63,8 @@ class MaintenanceReport:
     certificates: dict[str, dict] = field(default_factory=dict)  # facts learnt per fingerprint (revocation, ARI)
     ok: bool = True
     summary: str = ""  # the result in words: never "fine" while a service needs attention
+    disk: list[dict] = field(default_factory=list)  # what a disk stopped: {"message", "cause", "file_system"}
+    not_saved: str = ""  # why this report could not be kept in the history (a full disk)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +120,8 @@ def _facts_json(facts: CertificateFacts) -> dict:
     window = facts.renewal_window
     return {"from_own_ca": facts.from_own_ca, "revocation": facts.revocation,
             "revocation_detail": facts.revocation_detail,
-            "renewal_window": [window[0].isoformat(), window[1].isoformat()] if window else None}
+            "renewal_window": [window[0].isoformat(), window[1].isoformat()] if window else None,
+            "renewal_at": facts.renewal_at.isoformat() if facts.renewal_at else None}
 
 
 def _service_report(name: str, assessment: Assessment, action: str, outcome: str, ok: bool, before: str | None,
@@ -161,8 +168,14 @@ def run_maintenance(ctx: Context, *, dry_run: bool = False, trigger: str = "comm
             report = _run_locked(ctx, dry_run, trigger, say)
     except LockTimeoutError:
         raise LockTimeoutError("Another maintenance run is in progress; this one did nothing.") from None
-    ctx.store.add_run(datetime.fromisoformat(report.started_at), datetime.fromisoformat(report.finished_at),
-                      trigger, dry_run, report.ok, report.to_dict())
+    try:
+        ctx.store.add_run(datetime.fromisoformat(report.started_at), datetime.fromisoformat(report.finished_at),
+                          trigger, dry_run, report.ok, report.to_dict())
+        if report.ok and not dry_run:  # a consistent copy after each successful run
+            ctx.store.snapshot("run", ctx.now())
+    except FileSystemError as exc:  # the report was printed (and mailed); the history cannot take it now
+        report.not_saved = exc.message
+        log.warning("maintenance report not saved: %s", exc.message)
     say("done")
     return report
 
@@ -174,6 +187,9 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     present = frozenset(name for name, there in touch.items() if there)
     managed = not touch[NO_MANAGEMENT]
     auto_hostname = not touch[NO_HOSTNAME_CERTIFICATE]
+    state_disk = write_problem(ctx.store.root, DISK_MARGIN)  # nothing can be renewed: do not even order
+    if state_disk is not None:
+        _note_disk(report.disk, state_disk)
 
     say("checking the hostname in DNS")
     hostname = check_server_hostname(ctx)
@@ -181,6 +197,7 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         "name": hostname.dns.hostname, "addresses": list(hostname.dns.addresses), "main_ip": hostname.dns.main_ip,
         "problem": hostname.dns.problem, "caa": asdict(hostname.caa) if hostname.caa else None,
         "blocker": hostname.blocker, "fix": hostname_fix(hostname.dns),
+        "caa_forbidden": dict(hostname.caa_forbidden),  # CA directory -> why CAA forbids it (the others may issue)
     }
     server = hostname.server_facts()
     report.hostname["server_problem"] = server.problem
@@ -196,18 +213,17 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
 
     # One hostname certificate for every service that needs it.
     order: OrderOutcome | None = None
-    if needing and managed and auto_hostname and hostname.blocker is None:
+    if needing and managed and auto_hostname and hostname.blocker is None and state_disk is None:
         if dry_run:
             report.order = {"planned": True, "names": [ctx.settings.server.hostname]}
         else:
             say(f"ordering a certificate for {ctx.settings.server.hostname} from {ctx.settings.acme.directory}")
-            order = order_hostname_certificate(ctx)
+            order = order_hostname_certificate(ctx, caa_forbidden=hostname.caa_forbidden,
+                                               renewing=_renewing(needing))
             if not order.skipped:  # audited, and counted by /metrics (svcssl_acme_orders_total)
                 ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=ACTOR, action=ACME_ORDER, detail=order.message,
                                                outcome="ok" if order.bundle is not None else "failed"))
-            report.order = {"names": [ctx.settings.server.hostname], "ok": order.bundle is not None,
-                            "skipped": order.skipped, "message": order.message, "problem": order.problem,
-                            "retry_at": order.retry_at.isoformat(timespec="seconds") if order.retry_at else None}
+            report.order = _order_json(ctx, order)
 
     for status in statuses:
         name = status.service.name
@@ -221,10 +237,16 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         if not verdict.due:
             report.services.append(_service_report(name, verdict, "none", "none", True, before, before))
             continue
-        report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say))
+        if state_disk is not None and not dry_run:
+            report.services.append(_service_report(name, verdict, "cannot renew: the state directory cannot be "
+                                                   "written", "failed", False, before, before, state_disk.message))
+            continue
+        report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say, report.disk))
 
     if managed and not dry_run:
         _notify(ctx, report, statuses, verdicts, order)
+    if not dry_run:
+        _notify_disk(ctx, report)
     failed_action = any(s.outcome == "failed" for s in report.services) or bool(
         report.order and report.order.get("ok") is False and not report.order.get("skipped"))
     report.ok = not failed_action and all(s.ok for s in report.services)
@@ -234,17 +256,77 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     return report
 
 
+def _renewing(needing: list[ServiceStatus]):
+    """The leaf the order renews (for ARI ``replaces``): the first certificate due that is not self-signed."""
+    return next((s.installed.leaf for s in needing if s.installed is not None and not s.installed.info.is_self_signed),
+                None)
+
+
+def _order_json(ctx: Context, order: OrderOutcome) -> dict:
+    return {"names": [ctx.settings.server.hostname], "ok": order.bundle is not None,
+            "skipped": order.skipped, "message": order.message, "problem": order.problem,
+            "retry_at": order.retry_at.isoformat(timespec="seconds") if order.retry_at else None,
+            "attempts": [a.to_dict() for a in order.attempts], "directory": order.directory,
+            "profile": order.profile, "replaces": order.replaced, "notes": list(order.notes),
+            "fallback_used": order.fallback_used}
+def _note_disk(disk: list[dict], problem: FileSystemError) -> None:
+    entry = {"message": problem.message, "cause": problem.cause, "file_system": str(mount_point(problem.path))}
+    if entry not in disk:
+        disk.append(entry)
+
+
+def _deploy(ctx: Context, service, bundle, *, action: str, disk: list[dict]) -> InstallOutcome:
+    """deploy_bundle, with a refusal of the disk (before anything was written) as a failed outcome."""
+    try:
+        return deploy_bundle(ctx, service, bundle, action=action, actor=ACTOR)
+    except FileSystemError as exc:
+        _note_disk(disk, exc)
+        return InstallOutcome(service.name, False, bundle.fingerprint, None, exc.message, "preflight")
+
+
+def _notify_disk(ctx: Context, report: MaintenanceReport) -> None:
+    """One mail per disk incident (the file system that stopped a renewal), sent without writing to that disk."""
+    incidents = ctx.store.incidents
+    blocked = [s for s in report.services if s.outcome == "failed" and s.detail
+               and any(problem["message"] in s.detail for problem in report.disk)]
+    if not report.disk:
+        incidents.clear()
+        return
+    if not blocked:
+        return
+    # one incident: the same file systems with the same fault (not the bytes free, which move)
+    key = "disk:" + " ".join(sorted({f"{p['cause']}:{p['file_system']}" for p in report.disk}))
+    host = ctx.settings.server.hostname
+    subject = f"[{host}] svcssl cannot renew certificates: a file system refused the write"
+    if key in incidents.keys():
+        report.notifications.append({"key": key, "subject": subject, "result": "already sent"})
+        return
+    lines = ["svcssl's maintenance run could not renew certificates because a disk refused the write.", ""]
+    lines += [p["message"] for p in report.disk] + [""] + [f"{s.service}: {s.reason} Not renewed." for s in blocked]
+    lines += ["", "Nothing was changed. Once the space is back, the next run renews them with no other step."]
+    if not mail_configured(ctx.settings.notify):
+        result = "not configured"
+    else:
+        try:
+            send_mail(ctx.settings.notify, subject, _mail_body(ctx, lines))
+            result = "sent"
+            incidents.record(key)
+        except MailError as exc:
+            result = f"failed: {exc.message}"
+    report.notifications.append({"key": key, "subject": subject, "result": result})
+
+
 def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderOutcome | None,
-         hostname: HostnameCheck, auto_hostname: bool, dry_run: bool, say) -> ServiceReport:
+         hostname: HostnameCheck, auto_hostname: bool, dry_run: bool, say, disk: list[dict]) -> ServiceReport:
     name = status.service.name
     before = status.fingerprint
     if order is not None and order.bundle is not None:
         say(f"installing the hostname certificate on {name}")
-        outcome = deploy_bundle(ctx, status.service, order.bundle, action="hostname-certificate", actor=ACTOR)
+        outcome = _deploy(ctx, status.service, order.bundle, action="hostname-certificate", disk=disk)
         if outcome.ok:
             return _service_report(name, verdict, "installed the hostname certificate", "ok", True,
                                  before, outcome.fingerprint, outcome.message)
-        fallback = _fallback(ctx, status, verdict, dry_run, say)
+        fallback = _fallback(ctx, status, verdict, dry_run, say, disk)
         return _service_report(name, verdict, "install the hostname certificate", "failed", False,
                              before, fallback or before, f"{outcome.stage}: {outcome.message}")
     # No certificate to install: say why, and cover an expired service with a self-signed one.
@@ -261,24 +343,25 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderO
     if dry_run:
         action = why + ("; would install a self-signed certificate now" if verdict.expired and not why.startswith("would") else "")
         return _service_report(name, verdict, action, "planned", False, before, before)
-    fallback = _fallback(ctx, status, verdict, dry_run, say)
+    fallback = _fallback(ctx, status, verdict, dry_run, say, disk)
     if fallback is not None:
         return _service_report(name, verdict,
                              f"installed a self-signed certificate until a CA-signed one is ready ({why})", "ok",
                              not auto_hostname, before, fallback)
     if fallback is None and verdict.expired:
         return _service_report(name, verdict, "install a self-signed certificate", "failed", False,
-                             before, before, why)
+                             before, before, "; ".join([why, *(p["message"] for p in disk)]))
     return _service_report(name, verdict, f"none ({why})", "none", not auto_hostname, before, before)
 
 
-def _fallback(ctx: Context, status: ServiceStatus, verdict: Assessment, dry_run: bool, say) -> str | None:
+def _fallback(ctx: Context, status: ServiceStatus, verdict: Assessment, dry_run: bool, say,
+              disk: list[dict] | None = None) -> str | None:
     """An expired (or unreadable) certificate gets a self-signed one now; returns its fingerprint."""
     if not verdict.expired or dry_run:
         return None
     say(f"installing a self-signed certificate on {status.service.name} (its certificate has expired)")
-    outcome: InstallOutcome = deploy_bundle(ctx, status.service, make_self_signed_bundle(ctx),
-                                            action="self-signed fallback", actor=ACTOR)
+    outcome = _deploy(ctx, status.service, make_self_signed_bundle(ctx), action="self-signed fallback",
+                      disk=disk if disk is not None else [])
     return outcome.fingerprint if outcome.ok else None
 
 
@@ -293,19 +376,38 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
     threshold = ctx.settings.notify.expiry_days
     host = ctx.settings.server.hostname
     actions = {s.service: s for s in report.services}
+    thresholds = Thresholds.from_settings(ctx.settings)
     expired: dict[str, list[ServiceStatus]] = {}
     expiring: dict[str, list[ServiceStatus]] = {}
+    held: dict[str, list[ServiceStatus]] = {}
+    urgent = False  # a certificate the order was for cannot wait for the next attempt: a person must act
+    waiting: list[str] = []  # the certificates that wait on the failed order, for its mail
+    failed_order = order is not None and order.bundle is None
     for status in statuses:
         info = status.info
-        if info is None:
-            continue
+        verdict = verdicts[status.service.name]
         done = actions[status.service.name]
+        unchanged = done.fingerprint_after == done.fingerprint_before
+        if info is None:
+            urgent = urgent or (verdict.due and unchanged)
+            continue
+        person = needs_a_person(info, verdict, now, thresholds)  # not for what the run renews on time by itself
+        # No order could even be tried for it (the hostname's DNS or CAA, auto_hostname off): the run cannot renew
+        # it by itself, so it is news once the time a renewal would have needed has run short.
+        blocked = verdict.due and unchanged and order is None and done.outcome != "failed"
+        person = person or (blocked and renewal_overdue(info, now, thresholds))
+        if verdict.due and (unchanged or verdict.expired) and (person or verdict.verdict == REPLACE):
+            urgent = True
+            waiting.append(f"{status.service.name}: expires on {info.not_after:%Y-%m-%d %H:%M} UTC "
+                           f"({verdict.summary})")
         if info.not_after <= now:
             expired.setdefault(info.fingerprint, []).append(status)
-        elif info.days_left(now) < threshold and done.fingerprint_after == done.fingerprint_before:
+        elif verdict.held_by and person:
+            held.setdefault(f"{info.fingerprint}:{verdict.held_by}", []).append(status)
+        elif person and unchanged and not (verdict.due and failed_order):  # the order's mail tells of those
             expiring.setdefault(info.fingerprint, []).append(status)
     events = []
-    for kind, groups in (("expired", expired), ("expiring", expiring)):
+    for kind, groups in (("expired", expired), ("expiring", expiring), ("held", held)):
         for fp, group in groups.items():
             info = group[0].info
             names = [s.service.name for s in group]
@@ -314,6 +416,12 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
                 key = f"expired:{fp}"
                 subject = f"[{host}] The SSL certificate of {_names(names)} has expired"
                 first = f"expired on {info.not_after:%Y-%m-%d %H:%M} UTC."
+            elif kind == "held":
+                key = f"held:{fp}"
+                subject = f"[{host}] A touch file keeps svcssl from renewing the SSL certificate of {_names(names)}"
+                first = (f"needs work, but a touch file keeps svcssl from acting on it; it expires on "
+                         f"{info.not_after:%Y-%m-%d %H:%M} UTC. What to do: remove the touch file named below, "
+                         f"or install a certificate yourself.")
             else:
                 key = f"expiring:{fp}:{threshold}"
                 subject = f"[{host}] The SSL certificate of {_names(names)} expires in {days} days"
@@ -325,7 +433,15 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
                 lines.append(f"{name} ({status.service.description}): {verdicts[name].summary} "
                              f"What svcssl did: {actions[name].action}.")
             events.append((key, subject, lines))
-    if order is not None and order.bundle is None and not order.skipped:
+    if order is not None and order.fallback_used:
+        first_ca = order.attempts[0]
+        events.append((f"ca-fallback:{first_ca.directory}", f"[{host}] The hostname certificate came from a fallback CA", [
+            f"svcssl got the certificate for {host} from {order.directory}, not from the first CA of the list.",
+            *(f"{a.directory}: {a.outcome}: {a.reason}" for a in order.attempts),
+            f"What to do: find out why {first_ca.directory} did not issue (above) and fix it; svcssl tries the CAs in "
+            "order at every renewal. You hear of this once.",
+        ]))
+    if failed_order and urgent:
         backoff = ctx.store.order_backoff(host)
         first = int(backoff.first_failed_at.timestamp()) if backoff else int(now.timestamp())
         events.append((f"order-failed:{host}:{first}", f"[{host}] Ordering the hostname certificate failed", [
@@ -333,7 +449,9 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
             f"Reason: {order.message}",
             f"The CA's problem: {(order.problem or {}).get('type') or 'none given'}",
             f"The next attempt is not before {order.retry_at:%Y-%m-%d %H:%M} UTC." if order.retry_at else "",
-            "The services keep their current certificates.",
+            *(f"CA {a.directory}: {a.outcome}: {a.reason}" for a in order.attempts if len(order.attempts) > 1),
+            "The services keep their current certificates. Waiting on a new one:", *waiting,
+            "What to do: fix what the CA's answer above names (or install a certificate yourself) before they expire.",
         ]))
     for key, subject, lines in events:
         result = notify_once(ctx, key, subject, _mail_body(ctx, [line for line in lines if line]))

@@ -24,7 +24,8 @@ from ..x509.validate import covers_hostname, weak_reasons
 
 OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
 VERDICTS = (OK, RENEW_SOON, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
-SHORT_LIVED = timedelta(days=50)
+SHORT_LIVED = timedelta(days=50)  # from here on the cPanel day thresholds bound the lifetime fraction
+VERY_SHORT = timedelta(days=10)  # under this lifetime, renew at half of it rather than a third
 
 # The short word each reason code shows as a flag in the table (the message says the rest).
 FLAG_LABELS = {
@@ -58,6 +59,7 @@ class CertificateFacts:
     revocation: str = "unknown"  # good | revoked | unknown
     revocation_detail: str = ""
     renewal_window: tuple[datetime, datetime] | None = None  # ACME Renewal Information (RFC 9773)
+    renewal_at: datetime | None = None  # the random moment inside renewal_window, chosen once and stored (§4.2)
 
 
 @dataclass(frozen=True)
@@ -135,26 +137,85 @@ def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
+@dataclass(frozen=True)
+class RenewalMoment:
+    """When the maintenance run renews a certificate, and why then (for the run, the table and the scheduler)."""
+
+    at: datetime
+    why: str  # e.g. "the CA's renewal window (ACME Renewal Information) opens …"; reads after "it is due because"
+    ari: bool = False
+
+
+def renewal_moment(info: CertificateInfo, facts: CertificateFacts, thresholds: Thresholds) -> RenewalMoment:
+    """The moment the certificate becomes due for renewal (pure: no clock).
+
+    With an ACME Renewal Information window: the random moment chosen once inside it (RFC 9773 §4.2), or the
+    window's start when none was chosen. Without: when less than a third of the lifetime remains (half for
+    lifetimes under 10 days); for long-lived certificates (50 days and more) the cPanel day thresholds (25 days
+    for our own ACME CA, 3 for others) bound that, as before.
+    """
+    if facts.renewal_window is not None:
+        start, end = facts.renewal_window
+        chosen = facts.renewal_at if facts.renewal_at is not None and start <= facts.renewal_at <= end else start
+        return RenewalMoment(chosen, f"the CA's renewal window (ACME Renewal Information, {_when(start)} to "
+                                     f"{_when(end)}) is open and the moment chosen in it, {_when(chosen)}, has come",
+                             ari=True)
+    lifetime = info.not_after - info.not_before
+    fraction, share = (lifetime / 2, "half") if lifetime < VERY_SHORT else (lifetime / 3, "a third")
+    if lifetime < SHORT_LIVED:
+        return RenewalMoment(info.not_after - fraction,
+                             f"it is short-lived ({_span(lifetime)}) and less than {share} of its lifetime remains")
+    limit = thresholds.own_ca_renew_days if facts.from_own_ca else thresholds.other_renew_days
+    if timedelta(days=limit) <= fraction:
+        source = "from our ACME CA" if facts.from_own_ca else "from another CA"
+        return RenewalMoment(info.not_after - timedelta(days=limit),
+                             f"it expires in under {limit} days (the limit for certificates {source})")
+    return RenewalMoment(info.not_after - fraction, f"less than {share} of its lifetime ({_span(lifetime)}) remains")
+
+
+def _span(delta: timedelta) -> str:
+    return f"{delta.days} days" if delta >= timedelta(days=2) else f"{delta.total_seconds() / 3600:.0f} hours"
+
+
+def renewal_overdue(info: CertificateInfo, now: datetime, thresholds: Thresholds) -> bool:
+    """Has the run had its chance to renew it and a person must now hear of it? Less than a third of a short
+    lifetime remains, or (long-lived certificates) fewer than the configured notify days."""
+    lifetime = info.not_after - info.not_before
+    limit = lifetime / 3 if lifetime < SHORT_LIVED else timedelta(days=thresholds.notify_days)
+    return info.not_after - now < limit
+
+
+def needs_a_person(info: CertificateInfo, assessment: Assessment, now: datetime, thresholds: Thresholds) -> bool:
+    """Should the administrator be told (mail, the Home banner)? Not for a certificate the run renews by itself
+    while that is still on time; yes when it expired, a touch file holds it back, it comes from another CA and
+    nears expiry, or its renewal is overdue. (Other problems — self-signed, weak, revoked — the run fixes at once
+    or the table shows; they are not expiry news.)"""
+    if info.not_after <= now:
+        return True
+    if assessment.held_by:  # its renewal is due and a touch file keeps the run from it
+        return "expiring" in assessment.codes
+    if "expires-soon" in assessment.codes:  # another CA's certificate: svcssl does not renew it yet
+        return True
+    if "expiring" in assessment.codes:
+        return renewal_overdue(info, now, thresholds)
+    return False
+
+
+def _early_for_short(info: CertificateInfo, now: datetime) -> bool:
+    """A short-lived certificate with more than a third of its lifetime left is not "expiring soon" yet."""
+    lifetime = info.not_after - info.not_before
+    return lifetime < SHORT_LIVED and info.not_after - now >= lifetime / 3
+
+
 def renewal_due(info: CertificateInfo, facts: CertificateFacts, now: datetime, thresholds: Thresholds) -> str | None:
     """Why the maintenance run renews the certificate now, or None."""
-    remaining = info.not_after - now
-    days = remaining.total_seconds() / 86400
-    if facts.renewal_window is not None:
-        start, _ = facts.renewal_window
-        if now >= start:
-            return f"the CA's renewal window (ACME Renewal Information) opened on {_when(start)}"
+    moment = renewal_moment(info, facts, thresholds)
+    if now < moment.at:
         return None
-    lifetime = info.not_after - info.not_before
-    if lifetime < SHORT_LIVED:
-        if remaining < lifetime / 3:
-            return (f"it is short-lived ({lifetime.days} days) and less than a third of its lifetime remains "
-                    f"({days:.1f} days)")
-        return None
-    limit = thresholds.own_ca_renew_days if facts.from_own_ca else thresholds.other_renew_days
-    if days < limit:
-        source = "from our ACME CA" if facts.from_own_ca else "from another CA"
-        return f"it expires in {days:.1f} days (under {limit} days for certificates {source})"
-    return None
+    if moment.ari:
+        return moment.why
+    days = (info.not_after - now).total_seconds() / 86400
+    return f"{moment.why} ({days:.1f} days left)"
 
 
 def _problems(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime) -> list[Reason]:
@@ -217,7 +278,8 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
         if due_text:
             verdict, due = RENEW_SOON, True
             problems = [Reason("expiring", _sentence(f"{due_text}: the maintenance run renews it now"))]
-        elif days < thresholds.notify_days:
+        elif days < thresholds.notify_days and not facts.from_own_ca and not _early_for_short(info, now):
+            # (a certificate from our own CA is renewed by the run on time: no news until renewal_overdue)
             verdict, due = RENEW_SOON, False
             problems = [Reason("expires-soon", _sentence(
                 f"it expires in {days} days, on {info.not_after:%Y-%m-%d}: renew it with its CA (the maintenance "

@@ -47,4 +47,5 @@ class Context:
 
 
 def open_context(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Context:
-    return Context(settings=settings, store=Store(settings.server.state_dir), clock=clock)
+    store = Store(settings.server.state_dir, keep_snapshots=settings.server.state_snapshots)
+    return Context(settings=settings, store=store, clock=clock)

@@ -11,11 +11,13 @@ from typing import Callable
 
 from ..deploy import deploy_files, recover_interrupted, render_files
 from ..deploy.kinds import kind_of
-from ..errors import DeployError, InputError, InputTooLargeError, UnsupportedInputError
+from ..deploy.preflight import check_deploy
+from ..errors import DeployError, FileSystemError, InputError, InputTooLargeError, UnsupportedInputError
+from ..filesystem import from_os_error
 from ..settings import ServiceSettings
 from ..store import AuditEntry
 from ..x509 import Bundle, assemble_bundle
-from ..x509.encode import key_pem
+from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.parse import PrivateKey, read_certificate_input, read_certificates, read_private_key
 from ..x509.validate import require_current, weak_reasons
 from ..x509.inspect import CertificateInfo
@@ -167,15 +169,21 @@ def deploy_bundle(
     reload: bool = True,
     record: Callable[[], None] | None = None,
 ) -> InstallOutcome:
-    """Deploy one bundle to one service under its lock; audit the outcome. Never raises DeployError."""
+    """Deploy one bundle to one service under its lock; audit the outcome. Never raises DeployError; raises
+    FileSystemError, with nothing written, when a target or the state directory cannot take it (preflight)."""
     store = ctx.store
     fingerprint = bundle.fingerprint
+    files = render_files(service, bundle)
     with store.service_lock(service.name):
         recover_interrupted(service, store.journal_dir(service.name), ctx.settings.deploy)
         current = store.active(service.name)
         previous = current.fingerprint if current else None
         now = ctx.now()
-        store.put_bundle(bundle, now)
+        preflight(ctx, service, bundle)
+        try:
+            store.put_bundle(bundle, now)
+        except OSError as exc:
+            raise (from_os_error(exc) or exc) from None
 
         def activate() -> None:
             if record is not None:
@@ -185,21 +193,31 @@ def deploy_bundle(
 
         try:
             report = deploy_files(
-                service, render_files(service, bundle), fingerprint=fingerprint,
+                service, files, fingerprint=fingerprint,
                 settings=ctx.settings.deploy, journal_dir=store.journal_dir(service.name),
                 activate=activate, reload=reload, server_name=ctx.settings.server.hostname,
             )
         except DeployError as exc:
-            store.add_audit(AuditEntry(at=now, actor=actor, action=action, service=service.name,
-                                       old_fingerprint=previous, new_fingerprint=fingerprint,
-                                       outcome="rolled back" if exc.rolled_back else "failed",
-                                       detail=f"{exc.stage}: {exc.message}"))
+            try:
+                store.add_audit(AuditEntry(at=now, actor=actor, action=action, service=service.name,
+                                           old_fingerprint=previous, new_fingerprint=fingerprint,
+                                           outcome="rolled back" if exc.rolled_back else "failed",
+                                           detail=f"{exc.stage}: {exc.message}"))
+            except FileSystemError as full:  # the disk that failed the deploy may refuse the audit too
+                log.warning("service %s: the failed deploy could not be audited: %s", service.name, full.message)
             return InstallOutcome(service.name, False, fingerprint, previous, exc.message, exc.stage,
                                   exc.rolled_back, exc.output)
         store.add_audit(AuditEntry(at=now, actor=actor, action=action, service=service.name,
                                    old_fingerprint=previous, new_fingerprint=fingerprint))
     return InstallOutcome(service.name, True, fingerprint, previous, _done_message(service, action, report),
                           output=report.output)
+
+
+def preflight(ctx: Context, service: ServiceSettings, bundle: Bundle) -> None:
+    """Refuse (FileSystemError, nothing written) when the service's targets or the state directory cannot take
+    ``bundle``: a read-only or immutable target, or too little free space for the files, backups and journal."""
+    stored = len(key_pem(bundle.key)) + len(certificate_pem(bundle.leaf)) + len(chain_pem(bundle.chain))
+    check_deploy(render_files(service, bundle), ctx.store.root, bundle_bytes=stored)  # + the bundle kept in state
 
 
 def _done_message(service: ServiceSettings, action: str, report) -> str:
@@ -231,6 +249,8 @@ def install_certificate(
     services = ctx.services(service_names)
     prepared = prepare_bundle(ctx, crt, key, cabundle, password, key_ref)
     check_input_accepted(services, prepared)
+    for service in services:  # every service's disks first: a refusal changes nothing anywhere
+        preflight(ctx, service, prepared.bundle)
     outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]
     return prepared, outcomes
 

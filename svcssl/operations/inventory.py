@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
@@ -41,6 +41,8 @@ class ServiceStatus:
     active: HistoryEntry | None  # what the store calls active
     assessment: Assessment  # the one verdict every surface shows
     expiry: str  # the expiry cell's colour: expired | critical | expiring | ok
+    profile: str | None = None  # the ACME profile it was ordered with, when svcssl ordered it with one
+    facts: CertificateFacts | None = None  # the facts its assessment used (known from the last run)
 
     @property
     def info(self) -> CertificateInfo | None:
@@ -104,7 +106,7 @@ class KnownFacts:
     def for_certificate(self, fingerprint: str, from_own_ca: bool) -> CertificateFacts:
         for fp, facts in self.certificates:
             if fp == fingerprint:
-                return CertificateFacts(from_own_ca, facts.revocation, facts.revocation_detail, facts.renewal_window)
+                return replace(facts, from_own_ca=from_own_ca)
         return CertificateFacts(from_own_ca=from_own_ca)
 
 
@@ -112,6 +114,13 @@ def _window(value) -> tuple[datetime, datetime] | None:
     try:
         return (datetime.fromisoformat(value[0]), datetime.fromisoformat(value[1])) if value else None
     except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _moment(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
         return None
 
 
@@ -128,7 +137,8 @@ def known_facts(ctx: Context) -> KnownFacts:
     for fp, facts in (report.get("certificates") or {}).items():
         certificates.append((fp, CertificateFacts(bool(facts.get("from_own_ca")), facts.get("revocation", "unknown"),
                                                   facts.get("revocation_detail", ""),
-                                                  _window(facts.get("renewal_window")))))
+                                                  _window(facts.get("renewal_window")),
+                                                  _moment(facts.get("renewal_at")))))
     return KnownFacts(server, tuple(certificates), runs[0].started_at)
 
 
@@ -161,7 +171,8 @@ def service_status(ctx: Context, service: ServiceSettings, *, known: KnownFacts 
     facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
     assessment = assess_status(ctx, installed, None, known.server, facts, touch, now)
     expiry = expiry_level(info, assessment, now, Thresholds.from_settings(ctx.settings))
-    return ServiceStatus(service, installed, None, active, assessment, expiry)
+    ordered = ctx.store.acme_certificate(info.fingerprint)
+    return ServiceStatus(service, installed, None, active, assessment, expiry, ordered[1] if ordered else None, facts)
 
 
 def list_services(ctx: Context, *, include_disabled: bool = False) -> list[ServiceStatus]:
@@ -191,16 +202,17 @@ class ServiceComponents:
         return self.status.installed.chain if self.status.installed else ()
 
 
-def export_service_components(ctx: Context, *, actor: str) -> list[ServiceComponents]:
-    """Every enabled service's certificate, private key and chain. Private keys leave the server: audited."""
+def export_service_components(ctx: Context, *, actor: str, keys: bool = True) -> list[ServiceComponents]:
+    """Every enabled service's certificate, private key and chain. Private keys leave the server: audited
+    first, so with ``keys=False`` (the audit log cannot be written: a full disk) they are left out."""
+    if keys:
+        ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="api fetch_service_ssl_components",
+                                       detail="private keys of every service returned"))
     components = []
     for status in list_services(ctx):
         try:
-            bundle = read_installed_bundle(status.service)
+            bundle = read_installed_bundle(status.service) if keys else None
         except SvcsslError:
-            components.append(ServiceComponents(status, None))
-        else:
-            components.append(ServiceComponents(status, bundle.key))
-    ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=actor, action="api fetch_service_ssl_components",
-                                   detail="private keys of every service returned"))
+            bundle = None
+        components.append(ServiceComponents(status, bundle.key if bundle is not None else None))
     return components

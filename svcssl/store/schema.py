@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 MIGRATIONS: tuple[str, ...] = (
     # 1: certificates, per-service history (the active one is the newest not rolled back), audit log
     """
@@ -236,10 +234,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_deploys ON audit(service, outcome) WHERE new_fingerprint IS NOT NULL;
     CREATE INDEX audit_actions ON audit(action, outcome);
     """,
+    # issue 20: the ACME profile of each certificate we ordered, the random moment chosen once inside each
+    # certificate's ARI renewal window (RFC 9773 §4.2), and a CA's Retry-After after it refused an order
+    """
+    ALTER TABLE acme_certificates ADD COLUMN profile TEXT;
+    CREATE TABLE acme_renewal_moments (
+        fingerprint TEXT PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        window_end INTEGER NOT NULL,
+        moment INTEGER NOT NULL
+    );
+    CREATE TABLE acme_ca_waits (
+        directory TEXT PRIMARY KEY,
+        not_before INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    """,
 )
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def schema_version(conn) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn) -> int:
     """Bring the database to the newest version; return that version.
 
     The version is read and the migrations applied inside one IMMEDIATE transaction, so two

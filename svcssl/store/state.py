@@ -6,21 +6,29 @@ Its paths are named by ``svcssl.statedir.StateLayout`` (``Store.layout``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import stat
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import DamagedDatabaseError, FileSystemError, StoreError
+from ..filesystem import from_os_error
 from ..fsutil import atomic_write, file_lock, stage_file
 from ..statedir import StateLayout
 from ..x509 import Bundle, assemble_bundle
 from ..x509.encode import certificate_pem, chain_pem, key_pem
 from ..x509.parse import read_certificates, read_private_key
 from .discovery import DiscoveryIndex
-from .schema import migrate
+from .database import Database, translate
+from .incidents import IncidentLog
+from .schema import MIGRATIONS, migrate, schema_version
+from .snapshots import Snapshot, is_newest_snapshot, take_snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,20 @@ class AuditEntry:
     detail: str = ""
 
 
+def _narrow(path: Path, mode: int) -> None:
+    """chmod only when needed: a read-only or full file system must not stop a reader."""
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _ts(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -120,22 +142,52 @@ def _dt(seconds: int | None) -> datetime | None:
 class Store:
     """One state directory. Cheap to open; open one per process or request."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, *, keep_snapshots: int = 7):
         self.root = Path(state_dir)
         self.layout = layout = StateLayout(self.root)
+        self.keep_snapshots = keep_snapshots
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.root, 0o700)
+            _narrow(self.root, 0o700)
             for sub in (layout.bundles, layout.locks, layout.journals):
                 sub.mkdir(mode=0o700, exist_ok=True)
-            self._db = sqlite3.connect(layout.database, timeout=30, isolation_level=None, check_same_thread=False)
-            os.chmod(layout.database, 0o600)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db)
+            new = not layout.database.exists()
+            self._db = Database(layout.database)
+            _narrow(layout.database, 0o600)
+            version = schema_version(self._db)
+            if version < len(MIGRATIONS):  # only then is anything written on opening
+                if version > 0 and not new and not is_newest_snapshot(layout, layout.database):
+                    self.snapshot("upgrade", datetime.now(timezone.utc))
+                migrate(self._db)
+            elif version > len(MIGRATIONS):
+                raise RuntimeError(f"the state database is version {version}, newer than this svcssl ({len(MIGRATIONS)})")
             self.discovery = DiscoveryIndex(self._db)  # the discovery index's tables
-        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            self.incidents = IncidentLog(layout.incidents)  # disk incidents already mailed
+            if new:
+                self.incidents.clear()  # made now, while there is room: later only rewritten in place
+        except (FileSystemError, DamagedDatabaseError):
+            raise
+        except OSError as exc:
+            said = from_os_error(exc)
+            raise (said or StoreError(f"cannot use state directory {self.root}: {exc}")) from None
+        except (sqlite3.Error, RuntimeError) as exc:
             raise StoreError(f"cannot use state directory {self.root}: {exc}") from None
+        self._inode = _inode(layout.database)
+
+    def is_current(self) -> bool:
+        """False once the database file was replaced (``svcssl state restore``): open a new Store."""
+        return _inode(self.layout.database) == self._inode
+
+    def snapshot(self, reason: str, now: datetime) -> Snapshot:
+        """A consistent copy of the database under ``snapshots/`` (the newest ``keep_snapshots`` are kept)."""
+        try:
+            return take_snapshot(self._db.connection, self.layout, reason=reason, now=now, keep=self.keep_snapshots)
+        except OSError as exc:
+            said = from_os_error(exc, self.layout.snapshots)
+            raise (said or StoreError(f"cannot take a snapshot of the state database: {exc}")) from None
+        except sqlite3.Error as exc:
+            said = translate(exc, self.layout.database)
+            raise (said or StoreError(f"cannot take a snapshot of the state database: {exc}")) from None
 
     def close(self) -> None:
         self._db.close()
@@ -382,7 +434,14 @@ class Store:
         """32 random bytes, made once; two processes starting together still agree on one."""
         path = self.layout.session_secret
         if not path.exists():
-            staged = stage_file(path, os.urandom(32), 0o600)
+            try:
+                staged = stage_file(path, os.urandom(32), 0o600)
+            except OSError as exc:  # a full or read-only disk: the panel still starts; its sessions end with it
+                said = from_os_error(exc, self.root)
+                if said is None:
+                    raise
+                log.warning("the session secret is kept in memory only: %s", said.message)
+                return os.urandom(32)
             try:
                 os.link(staged, path)  # fails if another process made it first
             except FileExistsError:
@@ -413,9 +472,39 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO notifications (key, sent_at, subject) VALUES (?,?,?)",
                          (key, _ts(now), subject))
 
-    def record_acme_certificate(self, fingerprint: str, directory: str, now: datetime) -> None:
-        self._db.execute("INSERT OR IGNORE INTO acme_certificates (fingerprint, directory, ordered_at) VALUES (?,?,?)",
-                         (fingerprint, directory, _ts(now)))
+    def record_acme_certificate(self, fingerprint: str, directory: str, now: datetime,
+                                profile: str | None = None) -> None:
+        self._db.execute("INSERT OR IGNORE INTO acme_certificates (fingerprint, directory, ordered_at, profile)"
+                         " VALUES (?,?,?,?)", (fingerprint, directory, _ts(now), profile or None))
+
+    def acme_certificate(self, fingerprint: str) -> tuple[str, str | None] | None:
+        """(directory URL, ACME profile or None) of a certificate we ordered; None for any other certificate."""
+        row = self._db.execute("SELECT directory, profile FROM acme_certificates WHERE fingerprint = ?",
+                               (fingerprint,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def renewal_moment(self, fingerprint: str, window: tuple[datetime, datetime]) -> datetime | None:
+        """The moment chosen earlier inside this ARI window for this certificate (None if none, or the window moved)."""
+        row = self._db.execute("SELECT moment FROM acme_renewal_moments WHERE fingerprint = ? AND window_start = ?"
+                               " AND window_end = ?", (fingerprint, _ts(window[0]), _ts(window[1]))).fetchone()
+        return _dt(row[0]) if row else None
+
+    def set_renewal_moment(self, fingerprint: str, window: tuple[datetime, datetime], moment: datetime) -> None:
+        self._db.execute("INSERT OR REPLACE INTO acme_renewal_moments (fingerprint, window_start, window_end, moment)"
+                         " VALUES (?,?,?,?)", (fingerprint, _ts(window[0]), _ts(window[1]), _ts(moment)))
+
+    def ca_wait(self, directory: str) -> tuple[datetime, str] | None:
+        """Until when a CA asked us to wait (its Retry-After after a refusal), and why; None when it did not."""
+        row = self._db.execute("SELECT not_before, reason FROM acme_ca_waits WHERE directory = ?",
+                               (directory,)).fetchone()
+        return (_dt(row[0]), row[1]) if row else None
+
+    def set_ca_wait(self, directory: str, not_before: datetime | None, reason: str = "") -> None:
+        if not_before is None:
+            self._db.execute("DELETE FROM acme_ca_waits WHERE directory = ?", (directory,))
+            return
+        self._db.execute("INSERT OR REPLACE INTO acme_ca_waits (directory, not_before, reason) VALUES (?,?,?)",
+                         (directory, _ts(not_before), reason))
 
     def is_acme_certificate(self, fingerprint: str) -> bool:
         return self._db.execute("SELECT 1 FROM acme_certificates WHERE fingerprint = ?",
@@ -504,7 +593,11 @@ class Store:
         self._db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_ts(now), name))
 
     def touch_token(self, name: str, now: datetime) -> None:
-        self._db.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (_ts(now), name))
+        """Note when a token was last used; on a full or read-only disk the call still goes on (not noted)."""
+        try:
+            self._db.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (_ts(now), name))
+        except FileSystemError as exc:
+            log.warning("token %s: last use not recorded: %s", name, exc.message)
 
     def add_login_session(self, session_hash: str, user: str, cpsess: str, expires_at: datetime) -> None:
         self._db.execute("INSERT INTO login_sessions (session_hash, user, cpsess, expires_at) VALUES (?,?,?,?)",

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from ..errors import AccessDeniedError, InputError, SvcsslError, excerpt
+from ..errors import AccessDeniedError, FileSystemError, InputError, SvcsslError, excerpt
 from ..operations.autofill import (CertificateChoice, account_certificate_by_id, autofill_certificate, autofill_domain,
                                    private_key_pem, vhost_choices)
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
@@ -102,8 +102,14 @@ def _service_payload(ctx: Context, service: ServiceSettings) -> dict:
 
 def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
     _require_privilege(caller)
-    services = []
-    for component in export_service_components(ctx, actor=caller.actor):
+    services, warnings = [], []
+    try:
+        components = export_service_components(ctx, actor=caller.actor)
+    except FileSystemError as exc:  # a full disk: the certificates still, the keys not without their audit entry
+        components = export_service_components(ctx, actor=caller.actor, keys=False)
+        warnings.append(f"The private keys are withheld: the audit log cannot record that they left the server. "
+                        f"{exc.message}")
+    for component in components:
         status = component.status
         key = component.key if component.key is not None and status.installed is not None else None
         services.append({
@@ -114,7 +120,7 @@ def fetch_service_ssl_components(ctx: Context, params: MultiDict, caller: Caller
             "certificate_info": certificate_info(status.info),
             "assessment": status.assessment.to_dict(),
         })
-    return ApiResult({"services": services})
+    return ApiResult({"services": services}, warnings=warnings)
 
 
 def install_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:

@@ -12,16 +12,21 @@ from ..store import Store
 
 
 class StorePool:
-    """One Store (SQLite connection) per thread, opened on first use."""
+    """One Store (SQLite connection) per thread, opened on first use, and again once the database file was
+    replaced (``svcssl state restore`` while the panel runs)."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, keep_snapshots: int = 7):
         self._state_dir = state_dir
+        self._keep = keep_snapshots
         self._local = threading.local()
 
     def get(self) -> Store:
         store = getattr(self._local, "store", None)
+        if store is not None and not store.is_current():
+            store.close()
+            store = None
         if store is None:
-            store = self._local.store = Store(self._state_dir)
+            store = self._local.store = Store(self._state_dir, keep_snapshots=self._keep)
         return store
 
 

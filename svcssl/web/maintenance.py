@@ -7,6 +7,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from ..errors import InputError
 from ..maintenance.run import TOUCH_FILE_MEANING, TOUCH_FILES, run_maintenance, set_touch_file, touch_file_state
+from ..maintenance.scheduler import replan_after_run
+from ..maintenance.wakeup import next_wakeup
 from ..operations.context import Context
 from .auth import current_user, root_required
 from .background import BackgroundJob, background_job
@@ -17,7 +19,10 @@ bp = Blueprint("maintenance", __name__, url_prefix="/scripts2")
 
 
 def _run(ctx: Context, say) -> None:
-    run_maintenance(ctx, trigger="panel", progress=say)
+    try:
+        run_maintenance(ctx, trigger="panel", progress=say)
+    finally:
+        replan_after_run(ctx.settings)  # under `svcssl serve`: the next wake-up follows what this run changed
 
 
 def _dry_run(ctx: Context, say) -> None:
@@ -46,7 +51,7 @@ def index():
                      ] if last else []
     return render_template("maintenance/index.html", runs=runs, touch=touch_file_state(ctx), mail_failures=mail_failures,
                            meaning=TOUCH_FILE_MEANING, progress=progress(), schedule=ctx.settings.maintenance.schedule,
-                           form=ConfirmForm(), state_dir=ctx.settings.server.state_dir)
+                           form=ConfirmForm(), state_dir=ctx.settings.server.state_dir, wake=next_wakeup(ctx))
 
 
 @bp.route("/maintenance/run", methods=["GET", "POST"])

@@ -188,10 +188,13 @@ def _directory_answers(url: str, ca_file: Path) -> bool:
 
 
 def start_pebble(workdir: Path, http01_port: int, *, tls_port: int | None = None, authz_reuse: int = 0,
-                 eab_keys: dict[str, str] | None = None, env: dict[str, str] | None = None) -> RunningPebble:
+                 eab_keys: dict[str, str] | None = None, env: dict[str, str] | None = None,
+                 validity_seconds: int | None = None) -> RunningPebble:
     """Start challtestsrv (DNS: everything is 127.0.0.1) and pebble validating HTTP-01 on ``http01_port``.
 
     ``eab_keys`` ({kid: base64url HMAC key}) makes pebble require External Account Binding.
+    ``validity_seconds`` sets the lifetime of the certificates it issues (pebble's ``certificateValidityPeriod``;
+    notBefore is the moment of issuance).
     """
     missing = missing_pebble_binaries()
     if missing:
@@ -214,6 +217,8 @@ def start_pebble(workdir: Path, http01_port: int, *, tls_port: int | None = None
     }
     if eab_keys:
         config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
+    if validity_seconds is not None:
+        config["pebble"]["certificateValidityPeriod"] = validity_seconds
     config_file = workdir / "pebble-config.json"
     config_file.write_text(json.dumps(config, indent=2))
 
