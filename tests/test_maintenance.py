@@ -95,7 +95,8 @@ smtp_port = {smtp_port}
 recipient = "admin@example.test"
 panel_url = "https://{HOST}:2087/scripts2/manageservicecrts"
 """
-    text = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services).read_text()
+    text = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services,
+                        anchors=[pebble.roots_pem()]).read_text()
     text = text.replace(f'hostname = "{HOST}"', f'hostname = "{HOST}"\nmain_ip = "127.0.0.1"')
     (tmp_path / "svcssl.toml").write_text(text + extra)
     return tmp_path / "svcssl.toml"

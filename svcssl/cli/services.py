@@ -181,6 +181,8 @@ def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
               "this server (e.g. the one `svcssl csr create` kept)")
 @click.option("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
 @click.option("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
+@click.option("--allow-untrusted", is_flag=True, help="install it even though clients will not trust it (no path "
+              "to a root of [trust]); the next maintenance run replaces it")
 @runs
 def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     limit = ctx.settings.limits.max_input_bytes
@@ -192,7 +194,10 @@ def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     if key is None:
         key_ref, cabundle = _key_found_for(ctx, crt, cabundle, password)
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR,
-                                             key_ref=key_ref)
+                                             key_ref=key_ref, allow_untrusted=args.allow_untrusted,
+                                             confirm_with="run again with --allow-untrusted")
+    for note in prepared.notes:
+        print(note, file=sys.stderr)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return report(outcomes)

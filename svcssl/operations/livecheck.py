@@ -83,9 +83,9 @@ def _served_chain(ctx: Context, service: ServiceSettings, sent) -> str | None:
     """What the port's chain lacks for clients to trust it, or None (also when it cannot be told)."""
     try:
         from cryptography import x509
-        leaf = read_installed(service).leaf
+        installed = read_installed(service)
         chain = tuple(x509.load_der_x509_certificate(der) for der in sent.chain)
-        return served_chain_problem(ctx, leaf, chain)
+        return served_chain_problem(ctx, installed.leaf, chain, installed.chain)
     except (SvcsslError, ValueError) as exc:
         log.info("service %s: the served chain was not judged: %s", service.name, exc)
         return None

@@ -254,14 +254,14 @@ def _untrusted_message(leaf: x509.Certificate, pool, anchors: TrustAnchors, now:
         return (f"It is not trusted: its issuer {issuer} is not in this server's trust store and svcssl cannot find "
                 f"it (paste the CA bundle from its CA, or add the root to [trust] ca_file if clients trust it).")
     if not is_self_signed(above[-1]) and not any(c.subject == above[-1].issuer for c in anchors.certificates):
-        return (f"It is not trusted: its chain ends at \u201c{name_label(above[-1].subject)}\u201d, whose issuer "
-                f"\u201c{name_label(above[-1].issuer)}\u201d svcssl cannot find; install it with the CA bundle from "
-                f"its CA.")
+        root = f"\u201c{name_label(above[-1].issuer)}\u201d"
+        return (f"It is not trusted: its issuer {issuer} chains to {root}, which is not in this server's trust "
+                f"store. Add that root to [trust] ca_file if clients trust it.")
     return f"It is not trusted: clients find no valid path from it to a trusted root ({error})."
 
 
 def served_chain_problem(ctx: Context, leaf: x509.Certificate, served_chain: tuple[x509.Certificate, ...],
-                         now: datetime | None = None) -> str | None:
+                         files_chain: tuple[x509.Certificate, ...] = (), now: datetime | None = None) -> str | None:
     """Why clients do not trust what a port serves (the leaf with the chain the daemon sends), or None.
 
     None also when the certificate is not trusted even with every intermediate svcssl can find (the
@@ -272,8 +272,10 @@ def served_chain_problem(ctx: Context, leaf: x509.Certificate, served_chain: tup
     anchors = load_anchors(ctx.settings)
     if verify_path(leaf, served_chain, anchors, now).trusted:
         return None
-    full = judge_trust(ctx, leaf, served_chain, now, network=False)
-    if full.state != INCOMPLETE:
+    full = judge_trust(ctx, leaf, (*served_chain, *files_chain), now, network=False)
+    if full.state == INCOMPLETE or (full.state == TRUSTED and files_chain):
+        pass
+    else:
         return None
     sent = {c.fingerprint(_SHA256) for c in served_chain}
     missing = [name_label(c.subject) for c in full.chain if c.fingerprint(_SHA256) not in sent]

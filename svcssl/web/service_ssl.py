@@ -31,7 +31,7 @@ bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
 PAGE = "/manageservicecrts"
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----\s*|$)", re.S)
 FIELD_OF_ERROR = {"crt": "crt", "key": "key", "cabundle": "cabundle", "password": "password", "service": "services",
-                  "key_source": "key"}
+                  "key_source": "key", "allow_untrusted": "allow_untrusted"}
 
 
 def _actor() -> str:
@@ -260,7 +260,9 @@ def install():
         key_ref = KeyReference(installed=form.key_ref.data or None, found=form.key_source.data or None,
                                user=current_user())
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
-                                                 actor=_actor(), key_ref=key_ref)
+                                                 actor=_actor(), key_ref=key_ref,
+                                                 allow_untrusted=bool(form.allow_untrusted.data),
+                                                 confirm_with="tick \u201cInstall it anyway\u201d below the form")
     except InputError as exc:
         if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
             exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
@@ -268,9 +270,10 @@ def install():
                              field="key")
         message = _field_error(form, exc)
         return _render_install(form, 400, apply_from=apply_from, form_error=message,
+                               untrusted=exc.field == "allow_untrusted",
                                choice=_chosen_again(form, request.form.get("chosen")),
                                chosen=request.form.get("chosen"))
-    return _show_results(outcomes, prepared.warnings, prepared.bundle.info)
+    return _show_results(outcomes, prepared.notes + prepared.warnings, prepared.bundle.info)
 
 
 def _chosen_again(form: InstallForm, chosen: str | None) -> CertificateChoice | None:
