@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from ..errors import InputError, SvcsslError
 from ..fsutil import StatCache, read_bounded
@@ -25,6 +26,7 @@ from ..x509.trust import name_label
 SERVED_CHAIN = "served-chain"  # the live probe's state when the port serves the certificate with a chain too short
 
 INSTALLED_FILE_LIMIT = 1024 * 1024
+_SHA256 = SHA256()
 DRIFT_FLAG = "files changed outside svcssl"
 
 
@@ -35,6 +37,11 @@ class InstalledCertificate:
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     info: CertificateInfo
+    chain_fingerprints: tuple[str, ...] = ()
+
+    @property
+    def trust_key(self) -> tuple:
+        return (self.info.fingerprint, self.chain_fingerprints)
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ def read_installed(service: ServiceSettings) -> InstalledCertificate:
         data = read_bounded(path, INSTALLED_FILE_LIMIT)
         parsed = read_certificate_input(data, what=f"certificate file {path}", validate_keys=False)
         leaf, *chain = parsed.certificates
-        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf))
+        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf),
+                                    chain_fingerprints=tuple(c.fingerprint(_SHA256).hex() for c in chain))
 
     return _parsed_files.get(path, (path,), parse)
 
@@ -161,7 +169,8 @@ def assess_status(ctx: Context, installed: InstalledCertificate | None, problem:
     if installed is None:
         return assess_unreadable(problem or "the certificate file cannot be read", touch)
     facts = facts or CertificateFacts()
-    trust = facts.trust or judge_trust(ctx, installed.leaf, installed.chain, now, network=network)
+    trust = facts.trust or judge_trust(ctx, installed.leaf, installed.chain, now, network=network,
+                                       key_hint=installed.trust_key)
     facts = replace(facts, trust=trust, served_chain=facts.served_chain or served_chain,
                     acme_untrusted=facts.from_own_ca and trust.state == UNTRUSTED)
     return assess(installed.info, server, facts, now,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -86,8 +87,24 @@ def anchor_problem(settings: Settings) -> str | None:
     return None
 
 
+_RECENT: dict = {}  # (system_store, ca_file) -> (monotonic time, anchors): one stat per second at most
+RESTAT_SECONDS = 1.0
+
+
 def load_anchors(settings: Settings) -> TrustAnchors:
-    """The anchors of ``[trust]``, parsed once while the files are unchanged."""
+    """The anchors of ``[trust]``, parsed once while the files are unchanged (looked at once a second at most)."""
+    recent_key = (settings.trust.system_store, settings.trust.ca_file)
+    recent = _RECENT.get(recent_key)
+    if recent is not None and time.monotonic() - recent[0] < RESTAT_SECONDS:
+        return recent[1]
+    anchors = _load_anchors(settings)
+    if len(_RECENT) > 16:
+        _RECENT.clear()
+    _RECENT[recent_key] = (time.monotonic(), anchors)
+    return anchors
+
+
+def _load_anchors(settings: Settings) -> TrustAnchors:
     paths = tuple(p for p in ((SYSTEM_BUNDLE if settings.trust.system_store else None), settings.trust.ca_file)
                   if p is not None)
 
@@ -191,20 +208,19 @@ _FINDINGS_LOCK = threading.Lock()
 
 
 def judge_trust(ctx: Context, leaf: x509.Certificate, chain: tuple[x509.Certificate, ...], now: datetime | None = None,
-                *, network: bool = True) -> TrustFinding:
-    """Would a client trust ``leaf`` served with ``chain``, and can svcssl complete it if not?"""
+                *, network: bool = True, key_hint: tuple | None = None) -> TrustFinding:
+    """Would a client trust ``leaf`` served with ``chain``, and can svcssl complete it if not? (``key_hint``: the
+    leaf's and chain's identity when the caller knows it already, e.g. from the parsed file.)"""
     now = now or ctx.now()
-    if is_self_signed(leaf):
-        return TrustFinding(UNCHECKED)
     anchors = load_anchors(ctx.settings)
-    key = (leaf.fingerprint(_SHA256), tuple(c.fingerprint(_SHA256) for c in chain), id(anchors),
+    key = (key_hint or (leaf.fingerprint(_SHA256), tuple(c.fingerprint(_SHA256) for c in chain)), id(anchors),
            now.replace(second=0, microsecond=0), network, ctx.settings.cabundles.dirs, ctx.settings.cabundles.aia_fetch,
            str(ctx.store.root))
     with _FINDINGS_LOCK:
         cached = _FINDINGS.get(key)
     if cached is not None:
         return cached
-    finding = _judge(ctx, leaf, chain, anchors, now, network)
+    finding = TrustFinding(UNCHECKED) if is_self_signed(leaf) else _judge(ctx, leaf, chain, anchors, now, network)
     with _FINDINGS_LOCK:
         if len(_FINDINGS) > 512:
             _FINDINGS.clear()
