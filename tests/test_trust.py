@@ -430,3 +430,45 @@ def test_a_daemon_pointed_at_the_leaf_only_file_is_a_served_chain_problem(tmp_pa
         assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
     finally:
         dovecot.stop()
+
+
+def test_a_missing_intermediate_found_only_over_aia_on_a_public_address(tmp_path):
+    """The caIssuers server must be on a public address (loopback and private ones are never fetched): it runs at
+    1.2.3.4 inside a network namespace of its own (`unshare -n`), with svcssl; nothing leaves the namespace."""
+    import sys
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    require_binaries("unshare", "ip", install="apt-get install util-linux iproute2")
+    h = corp(7, aia="http://1.2.3.4:8080/issuer.der")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "issuer.der").write_bytes(h.intermediate.public_bytes(Encoding.DER))
+    s = setup(tmp_path, h.leaf, h.leaf_key, [], anchors=[h.root])
+    s.config.write_text(s.config.read_text().replace("[cabundles]\n", "[cabundles]\naia_fetch = true\n"))
+    fresh_key = ec_key(560)
+    fresh = make_leaf((h.intermediate, ec_key(517)), fresh_key, aia="http://1.2.3.4:8080/issuer.der")
+    (tmp_path / "new.pem").write_bytes(pem(fresh))
+    (tmp_path / "new.key").write_bytes(key_pem(fresh_key))
+    svcssl = f"{sys.executable} -m svcssl.cli --config {s.config}"
+    script = f"""set -e
+ip addr add 1.2.3.4/32 dev lo; ip link set lo up
+{sys.executable} -m http.server 8080 --bind 1.2.3.4 --directory {site} >/dev/null 2>&1 &
+server=$!
+for i in $(seq 50); do {sys.executable} -c "import socket; socket.create_connection(('1.2.3.4', 8080), 1)" 2>/dev/null && break; sleep 0.1; done
+{svcssl} list --json --no-probe > {tmp_path}/list.json
+{svcssl} install dovecot --cert {tmp_path}/new.pem --key {tmp_path}/new.key 2> {tmp_path}/install.err
+kill $server
+"""
+    result = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr + (tmp_path / "install.err").read_text()
+    (entry,) = json.loads((tmp_path / "list.json").read_text())
+    assessment = entry["assessment"]
+    assert assessment["verdict"] == "repair" and codes(assessment) == ["incomplete-chain"], assessment
+    assert "caIssuers URL http://1.2.3.4:8080/issuer.der" in assessment["reasons"][0]["message"]
+    assert not openssl_verify(tmp_path, h.leaf, [h.root], [])
+    assert openssl_verify(tmp_path, h.leaf, [h.root], [h.intermediate])
+    err = (tmp_path / "install.err").read_text()
+    assert ("Added the intermediate \u201cCorp Issuing CA 7\u201d from its caIssuers URL "
+            "http://1.2.3.4:8080/issuer.der") in err, err
+    assert s.cert_file.read_bytes() == pem(fresh, h.intermediate)
