@@ -183,6 +183,9 @@ def served_chain_note(ctx: Context, service: ServiceSettings, installed: Install
     probe = (probes if probes is not None else _last_probes(ctx)).get(service.name)
     if probe is None or probe.state != SERVED_CHAIN or probe.installed_fingerprint != installed.info.fingerprint:
         return None
+    active = ctx.store.active(service.name)
+    if active is not None and active.installed_at > probe.probed_at:  # redeployed since (a repair): probe again
+        return None
     trust = judge_trust(ctx, installed.leaf, installed.chain, network=False)
     names = ", ".join(f"\u201c{name_label(c.subject)}\u201d" for c in trust.chain) or "an intermediate"
     return (f"the port {service.probe} serves it without the intermediate {names} that clients need (probe of "
