@@ -282,7 +282,8 @@ def install_certificate(
     services = ctx.services(service_names)
     prepared = prepare_bundle(ctx, crt, key, cabundle, password, key_ref)
     check_input_accepted(services, prepared)
-    require_confirmation(prepared, allow_untrusted, confirm_with)
+    if any(not kind_of(s.kind).pkcs12_only for s in services):  # (an APNs certificate is Apple's client certificate)
+        require_confirmation(prepared, allow_untrusted, confirm_with)
     for service in services:  # every service's disks first: a refusal changes nothing anywhere
         preflight(ctx, service, prepared.bundle)
     outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]
