@@ -472,3 +472,12 @@ kill $server
     assert ("Added the intermediate \u201cCorp Issuing CA 7\u201d from its caIssuers URL "
             "http://1.2.3.4:8080/issuer.der") in err, err
     assert s.cert_file.read_bytes() == pem(fresh, h.intermediate)
+
+
+def test_a_ca_file_that_cannot_be_used_is_named_in_the_message(tmp_path, run_cli):
+    pki = corp(0)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    s.anchors.write_bytes(b"this is not a certificate\n")
+    assessment = listed(run_cli, s.config)
+    assert codes(assessment) == ["untrusted"]
+    assert f"[trust] ca_file {s.anchors} cannot be used" in assessment["reasons"][0]["message"]

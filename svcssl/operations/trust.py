@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ..discovery.cabundles import AiaFetcher
 from ..errors import InputError
@@ -64,8 +66,6 @@ _ANCHOR_FILES = StatCache(size=8)
 def _pem_certificates(path: Path, limit: int, lenient: bool) -> tuple[x509.Certificate, ...]:
     data = read_bounded(path, limit, what="trust anchor file")
     if lenient:  # the system bundle: one odd root must not cost the other 143
-        import warnings
-        from cryptography.utils import CryptographyDeprecationWarning
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             try:
@@ -153,10 +153,10 @@ def _cabundle_certificates(settings: Settings) -> list[tuple[x509.Certificate, s
 
 
 def _indexed(ctx: Context):
-    from .autofill import _issuer_candidates  # the repository Autofill builds CA bundles from
+    from .autofill import issuer_candidates  # the repository Autofill builds CA bundles from
     from .browse import index
     try:
-        return _issuer_candidates(ctx, index(ctx))
+        return issuer_candidates(ctx, index(ctx))
     except Exception:  # noqa: BLE001 - an index that cannot be read only means fewer candidates
         return lambda cert: ()
 
@@ -247,7 +247,11 @@ def _judge(ctx: Context, leaf: x509.Certificate, chain: tuple[x509.Certificate, 
         message = (f"Its chain is incomplete: the files lack the intermediate {names}, which clients need to trust "
                    f"it ({where}). The maintenance run adds it (or install the certificate again with its CA bundle).")
         return TrustFinding(INCOMPLETE, message, completed.intermediates, added)
-    return TrustFinding(UNTRUSTED, _untrusted_message(leaf, (*chain, *found), anchors, now, completed.error))
+    message = _untrusted_message(leaf, (*chain, *found), anchors, now, completed.error)
+    problem = anchor_problem(ctx.settings)
+    if problem:
+        message += f" (Note: {problem}.)"
+    return TrustFinding(UNTRUSTED, message)
 
 
 def _untrusted_message(leaf: x509.Certificate, pool, anchors: TrustAnchors, now: datetime, error: str) -> str:
@@ -289,9 +293,7 @@ def served_chain_problem(ctx: Context, leaf: x509.Certificate, served_chain: tup
     if verify_path(leaf, served_chain, anchors, now).trusted:
         return None
     full = judge_trust(ctx, leaf, (*served_chain, *files_chain), now, network=False)
-    if full.state == INCOMPLETE or (full.state == TRUSTED and files_chain):
-        pass
-    else:
+    if full.state not in (TRUSTED, INCOMPLETE):
         return None
     sent = {c.fingerprint(_SHA256) for c in served_chain}
     missing = [name_label(c.subject) for c in full.chain if c.fingerprint(_SHA256) not in sent]
