@@ -481,3 +481,18 @@ def test_a_ca_file_that_cannot_be_used_is_named_in_the_message(tmp_path, run_cli
     assessment = listed(run_cli, s.config)
     assert codes(assessment) == ["untrusted"]
     assert f"[trust] ca_file {s.anchors} cannot be used" in assessment["reasons"][0]["message"]
+
+
+def test_only_disable_service_certificate_management_holds_a_repair_back(tmp_path, run_cli):
+    from svcssl.statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT
+
+    pki = corp(1)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [], anchors=[pki.root], cadir=[pki.intermediate])
+    listed(run_cli, s.config)  # the state directory exists
+    state = tmp_path / "state"
+    (state / NO_HOSTNAME_CERTIFICATE).write_bytes(b"")
+    assessment = listed(run_cli, s.config)
+    assert assessment["verdict"] == "repair", assessment  # a repair orders nothing
+    (state / NO_MANAGEMENT).write_bytes(b"")
+    assessment = listed(run_cli, s.config)
+    assert assessment["verdict"] == "attention" and codes(assessment) == ["incomplete-chain", "left-alone"]
