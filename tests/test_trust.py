@@ -8,7 +8,6 @@ find — with ``openssl verify -purpose sslserver -CAfile <anchors> -untrusted <
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
