@@ -12,8 +12,8 @@ from ..operations.autofill import CertificateChoice, autofill_certificate, use_c
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
 from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
-from ..operations.assessment import Thresholds
-from ..operations.inventory import service_details
+from ..operations.assessment import FLAG_LABELS, Thresholds
+from ..operations.inventory import SERVED_CHAIN, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
@@ -62,6 +62,8 @@ def index():
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
+        elif check is not None and check.state == SERVED_CHAIN and "served-chain" not in status.assessment.codes:
+            flags.append(FLAG_LABELS["served-chain"])  # found by this very probe: the assessment has it next time
         rows.append({
             "status": status,
             "info": info,
