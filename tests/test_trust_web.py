@@ -69,3 +69,16 @@ def test_the_api_installs_an_untrusted_certificate_and_returns_the_warning(app, 
     exim = next(s for s in listed["data"]["services"] if s["service"] == "exim")
     assert exim["assessment"]["verdict"] == "replace"
     assert [r["code"] for r in exim["assessment"]["reasons"]] == ["untrusted"]
+
+
+def test_autofill_warns_before_installing_a_certificate_clients_will_not_trust(root, panel):
+    leaf, key, intermediate = unknown_ca()
+    page = root.get(PAGE + "/install")
+    response = root.post(PAGE + "/install", data={"csrf_token": csrf_token(page.text), "action": "autofill",
+                                                  "crt": pki.pem(leaf).decode(),
+                                                  "cabundle": pki.pem(intermediate).decode()},
+                         content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert 'data-verdict="replace"' in response.text
+    assert "would replace this certificate because it is not trusted" in response.text
+    assert "Stranger Issuing CA" in response.text  # its issuer: not on this server, not an anchor

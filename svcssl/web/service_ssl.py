@@ -11,7 +11,7 @@ from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
-from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
+from ..operations.install import KeyReference, assess_choice, install_certificate, install_warnings
 from ..operations.assessment import FLAG_LABELS, Thresholds
 from ..operations.inventory import SERVED_CHAIN, service_details
 from ..operations.reset import reset_certificate
@@ -153,7 +153,8 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
     if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
-        assessment = assess_info(context(), extra["choice"].info)
+        choice = extra["choice"]
+        assessment = assess_choice(context(), choice.info, choice.certificate_pem, choice.cabundle_pem)
         extra.setdefault("choice_assessment", assessment)
         extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
