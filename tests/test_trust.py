@@ -495,3 +495,38 @@ def test_only_disable_service_certificate_management_holds_a_repair_back(tmp_pat
     (state / NO_MANAGEMENT).write_bytes(b"")
     assessment = listed(run_cli, s.config)
     assert assessment["verdict"] == "attention" and codes(assessment) == ["incomplete-chain", "left-alone"]
+
+
+def test_an_issuer_named_right_whose_key_did_not_sign_the_leaf_is_untrusted(tmp_path, run_cli):
+    pki = corp(0)
+    impostor = make_ca("Corp Issuing CA 0", ec_key(570), (pki.root, ec_key(500)))  # same name, another key
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    assert listed(run_cli, s.config)["verdict"] == "ok"  # (the first start adopts the files as they are)
+    s.cert_file.write_bytes(pem(pki.leaf, impostor))  # changed behind svcssl's back
+    assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [impostor])
+    assert codes(listed(run_cli, s.config)) == ["untrusted"]
+
+
+def test_an_intermediate_already_on_the_server_completes_another_services_chain(tmp_path, run_cli):
+    """exim's files hold leaf + intermediate; dovecot's only its leaf: the index (what Autofill uses) finds it."""
+    pki = corp(1)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [], anchors=[pki.root])
+    other_key = ec_key(580)
+    other = make_leaf((pki.intermediate, ec_key(511)), other_key)
+    (tmp_path / "etc" / "exim.crt").write_bytes(pem(other, pki.intermediate))
+    (tmp_path / "etc" / "exim.key").write_bytes(key_pem(other_key))
+    (tmp_path / "etc" / "exim.key").chmod(0o600)
+    s.config.write_text(s.config.read_text().replace("[trust]", f"""[services.exim]
+kind = "exim"
+cert_file = "{tmp_path / 'etc' / 'exim.crt'}"
+key_file = "{tmp_path / 'etc' / 'exim.key'}"
+
+[trust]"""))
+    assert run_cli("discovery", "refresh", config=s.config).code == 0
+    result = run_cli("list", "--json", "--no-probe", config=s.config)
+    entries = {e["service"]: e["assessment"] for e in json.loads(result.out)}
+    assert entries["exim"]["verdict"] == "ok", entries["exim"]
+    assert entries["dovecot"]["verdict"] == "repair" and codes(entries["dovecot"]) == ["incomplete-chain"]
+    assert "the certificates on this server" in entries["dovecot"]["reasons"][0]["message"]
+    assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
+    assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
