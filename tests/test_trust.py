@@ -424,6 +424,9 @@ def test_a_daemon_pointed_at_the_leaf_only_file_is_a_served_chain_problem(tmp_pa
         assert entry["assessment"]["verdict"] == "attention"
         assert codes(entry["assessment"]) == ["served-chain"]
         assert entry["live"]["state"] == "served-chain"
+        details = run_cli("details", "dovecot", config=s.config).out
+        assert "Assessment:   attention" in details
+        assert f"The port {dovecot.probe} serves it without the intermediate \u201cCorp Issuing CA 0\u201d" in details
         # the oracle: what the port sends does not verify, the files' chain does
         assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
         assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
@@ -530,3 +533,18 @@ key_file = "{tmp_path / 'etc' / 'exim.key'}"
     assert "the certificates on this server" in entries["dovecot"]["reasons"][0]["message"]
     assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
     assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
+
+
+def test_a_self_signed_certificate_installs_with_its_warning_and_no_flag(tmp_path, run_cli):
+    pki = corp(0)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    from svcssl.x509.generate import make_self_signed
+    key = ec_key(590)
+    own = make_self_signed(HOST, key, NOW)  # what Reset makes
+    (tmp_path / "own.pem").write_bytes(pem(own))
+    (tmp_path / "own.key").write_bytes(key_pem(key))
+    result = run_cli("install", "dovecot", "--cert", str(tmp_path / "own.pem"), "--key", str(tmp_path / "own.key"),
+                     config=s.config)
+    assert result.code == 0, result.err
+    assert "self-signed" in result.err and "--allow-untrusted" not in result.err
+    assert codes(listed(run_cli, s.config)) == ["self-signed"]
