@@ -45,7 +45,7 @@ class PanelState:
     extra: dict = field(default_factory=dict)
 
 
-BANNER_CODES = ("unreadable", "expired", "revoked", "expiring", "expires-soon")
+BANNER_CODES = ("unreadable", "expired", "revoked", "expiring", "expires-soon", "untrusted", "served-chain", "acme-root-untrusted")
 
 
 def resource_dir(name: str) -> Path:
@@ -78,12 +78,15 @@ def _banner() -> list[dict]:
                 text = f"The SSL certificate of “{name}” expired on {info.not_after:%Y-%m-%d}."
             elif reason.code == "revoked":
                 text = f"The SSL certificate of “{name}” is revoked. {reason.message}"
+            elif reason.code in ("untrusted", "served-chain", "acme-root-untrusted"):
+                text = f"Clients do not trust the SSL certificate of “{name}”. {reason.message}"
             else:
                 text = (f"The SSL certificate of “{name}” expires in {info.days_left(now)} days "
                         f"({info.not_after:%Y-%m-%d}). {reason.message}")
             if assessment.held_by:
                 text += f" svcssl leaves it alone: {assessment.held_by} is present."
-            level = {"expired": "expired", "unreadable": "expired", "revoked": "expired"}.get(reason.code, status.expiry)
+            level = {"expired": "expired", "unreadable": "expired", "revoked": "expired",
+                     "untrusted": "expired"}.get(reason.code, status.expiry)
             warnings.append({"service": name, "level": level if level != "ok" else "expiring", "text": text})
     g.svcssl_banner = warnings
     return warnings

@@ -86,6 +86,12 @@ class UnsupportedInputError(InputError):
     field = "crt"
 
 
+class UntrustedError(InputError):
+    """Clients will not trust the certificate (no path to a trust anchor): installed only when confirmed."""
+
+    field = "allow_untrusted"
+
+
 class NothingToRollBackError(InputError):
     field = "service"
 

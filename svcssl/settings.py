@@ -384,6 +384,12 @@ class CaBundleSettings:
     aia_fetch: bool = setting(False, bool)  # download a missing issuer from the certificate's caIssuers URL
 
 
+@dataclass(frozen=True)
+class TrustSettings:
+    system_store: bool = setting(True, bool)  # trust the system's CA bundle (/etc/ssl/certs/ca-certificates.crt)
+    ca_file: Path | None = setting(None, read=_path)  # extra trust anchors (PEM), e.g. an internal or ACME test CA
+
+
 def _networks(values: tuple[str, ...], where: str, reading: _Reading) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     networks = []
     for value in values:
@@ -421,6 +427,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings, metadata=_TABLE)
     apache: ApacheSettings = field(default_factory=ApacheSettings, metadata=_TABLE)
     cabundles: CaBundleSettings = field(default_factory=CaBundleSettings, metadata=_TABLE)
+    trust: TrustSettings = field(default_factory=TrustSettings, metadata=_TABLE)
     metrics: MetricsSettings = field(default_factory=MetricsSettings, metadata=_TABLE)
 
     def enabled_services(self) -> list[ServiceSettings]:

@@ -397,7 +397,7 @@ def test_runs_and_acme_orders_are_reported(tmp_path):
         results = {}
         for name, http01 in (("good", pebble.http01_port), ("failing", free_port())):
             (tmp_path / name).mkdir()
-            panel = make_panel(tmp_path / name, extra=f"""
+            panel = make_panel(tmp_path / name, anchors=[pebble.roots_pem()], extra=f"""
 [acme]
 directory = "{pebble.directory_url}"
 verify = "{pebble.ca_file}"

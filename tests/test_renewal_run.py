@@ -119,7 +119,8 @@ smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 recipient = "admin@example.test"
 """
-    path = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services)
+    path = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services,
+                        anchors=[refusing.roots_pem(), issuing.roots_pem()])
     text = path.read_text().replace(f'hostname = "{HOST}"', f'hostname = "{HOST}"\nmain_ip = "127.0.0.1"')
     path.write_text(text + extra)
     return path

@@ -16,7 +16,7 @@ from ..fsutil import read_bounded
 from ..operations.context import Context
 from ..operations.install import KeyReference, install_certificate
 from ..operations.inventory import ServiceStatus, list_services, service_details
-from ..operations.livecheck import LiveCheck, check_services, check_statuses
+from ..operations.livecheck import SERVED_CHAIN, LiveCheck, check_services, check_statuses
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..whm import certificate_info
@@ -55,8 +55,10 @@ def _status_json(status: ServiceStatus, live: LiveCheck | None = None) -> dict[s
 @click.option("--no-probe", is_flag=True, help="do not probe what each port serves")
 @runs
 def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
-    statuses = list_services(ctx, include_disabled=args.all)
+    statuses = list_services(ctx, include_disabled=args.all, network=True)
     live = {} if args.no_probe else {c.service: c for c in check_statuses(ctx, statuses)}
+    if any(c.state == SERVED_CHAIN for c in live.values()):  # the probe's finding is part of the assessment
+        statuses = list_services(ctx, include_disabled=args.all, network=True)
     if args.json:
         print(json.dumps([_status_json(s, live.get(s.service.name)) for s in statuses], indent=2))
         return EXIT_OK
@@ -118,7 +120,7 @@ def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
         for c in checks:
             rows.append([c.service, c.probe or "-", (c.active_fingerprint or "-")[:16], (c.installed_fingerprint or "-")[:16],
                          (c.served_fingerprint or "-")[:16],
-                         c.state if c.state not in ("unreachable", "drift") else f"{c.state} ({c.detail})"])
+                         c.state if c.state not in ("unreachable", "drift", SERVED_CHAIN) else f"{c.state} ({c.detail})"])
         print_table(rows)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
@@ -179,6 +181,8 @@ def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
               "this server (e.g. the one `svcssl csr create` kept)")
 @click.option("--cabundle", metavar="FILE", help="CA bundle (intermediates), any order")
 @click.option("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
+@click.option("--allow-untrusted", is_flag=True, help="install it even though clients will not trust it (no path "
+              "to a root of [trust]); the next maintenance run replaces it")
 @runs
 def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     limit = ctx.settings.limits.max_input_bytes
@@ -190,7 +194,10 @@ def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     if key is None:
         key_ref, cabundle = _key_found_for(ctx, crt, cabundle, password)
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR,
-                                             key_ref=key_ref)
+                                             key_ref=key_ref, allow_untrusted=args.allow_untrusted,
+                                             confirm_with="run again with --allow-untrusted")
+    for note in prepared.notes:
+        print(note, file=sys.stderr)
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return report(outcomes)

@@ -19,6 +19,7 @@ class ProbeError(SvcsslError):
 @dataclass(frozen=True)
 class ServedCertificate:
     der: bytes
+    chain: tuple[bytes, ...] = ()  # DER of what the server sent after its leaf (unverified)
 
     @property
     def fingerprint(self) -> str:
@@ -86,11 +87,32 @@ def fetch_served_certificate(probe: ProbeAddress, timeout: float = 5.0, server_n
                 _starttls(raw, probe.protocol)
             with context.wrap_socket(raw, server_hostname=server_name) as tls:
                 der = tls.getpeercert(binary_form=True)
+                chain = _sent_chain(tls)
     except (OSError, ssl.SSLError) as exc:
         raise ProbeError(f"{probe}: {exc.strerror or exc}" if isinstance(exc, OSError) and exc.strerror else f"{probe}: {exc}") from None
     if not der:
         raise ProbeError(f"{probe}: the server presented no certificate")
-    return ServedCertificate(der)
+    return ServedCertificate(der, chain[1:] if chain and chain[0] == der else chain)
+
+
+MAX_SENT = 10  # certificates of a served chain kept (a hostile server may send many)
+
+
+def _sent_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
+    """The certificates the server sent, leaf first (Python 3.13: get_unverified_chain; before: the C object's)."""
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(getattr(tls, "_sslobj", None),
+                                                                    "get_unverified_chain", None)
+    if getter is None:
+        return ()
+    try:
+        sent = getter() or []
+    except (ssl.SSLError, ValueError):
+        return ()
+    result = []
+    for cert in sent[:MAX_SENT]:
+        data = cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER)
+        result.append(bytes(data))
+    return tuple(result)
 
 
 def wait_for_fingerprint(probe: ProbeAddress, expected: str, timeout: float, server_name: str | None = None) -> tuple[bool, str]:

@@ -101,6 +101,11 @@ class AiaFetcher:
             return []
         return [url for url in urls if url.lower().startswith(("http://", "https://"))]
 
+    def cached(self, url: str) -> list[x509.Certificate]:
+        """What an earlier download of ``url`` brought (never the network)."""
+        with self._lock:
+            return list(self._cache.get(url, ()))
+
     def download(self, url: str) -> tuple[list[x509.Certificate], str | None]:
         with self._lock:
             if url in self._cache:

@@ -23,7 +23,7 @@ from .. import __version__
 from ..operations.assessment import VERDICTS
 from ..operations.context import Context
 from ..operations.inventory import ServiceStatus, list_services
-from ..operations.livecheck import MATCH
+from ..operations.livecheck import MATCH, SERVED_CHAIN
 from .run import ACME_ORDER
 
 __all__ = ["CONTENT_TYPE", "exposition"]
@@ -94,7 +94,7 @@ class StateCollector:
             if probe is None:
                 continue
             service = [status.service.name, status.service.kind]
-            matches.add_metric(service, 1 if probe.state == MATCH else 0)
+            matches.add_metric(service, 1 if probe.state in (MATCH, SERVED_CHAIN) else 0)
             probed.add_metric(service, probe.probed_at.timestamp())
         yield from (matches, probed)
 

@@ -19,9 +19,12 @@ from ..fsutil import atomic_write
 from ..operations.context import Context
 from ..operations.hostname_certificate import OrderOutcome, order_hostname_certificate
 from ..operations.install import InstallOutcome, deploy_bundle
-from ..operations.assessment import (ATTENTION, REPLACE, Assessment, CertificateFacts, ServerFacts,
+from ..operations.assessment import (ATTENTION, REPAIR, REPLACE, Assessment, CertificateFacts, ServerFacts,
                                      Thresholds, needs_a_person, renewal_overdue)
-from ..operations.inventory import ServiceStatus, assess_status, list_services
+from ..operations.inventory import (ServiceStatus, assess_status, list_services, read_installed_bundle,
+                                    served_chain_note)
+from ..operations.trust import UNTRUSTED, judge_trust
+from ..x509 import Bundle
 from ..operations.notify import notify_once
 from ..operations.reset import make_self_signed_bundle
 from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = ["NO_HOSTNAME_CERTIFICATE", "NO_MANAGEMENT", "TOUCH_FILES", "run_maintenance", "touch_file_state"]
 ACTOR = "maintenance"
 ACME_ORDER = "acme order"  # the audit log's action for each hostname certificate order
+CHAIN_COMPLETED = "chain completed"  # the audit log's action when a repair redeploys a certificate with its chain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +69,7 @@ class MaintenanceReport:
     summary: str = ""  # the result in words: never "fine" while a service needs attention
     disk: list[dict] = field(default_factory=list)  # what a disk stopped: {"message", "cause", "file_system"}
     not_saved: str = ""  # why this report could not be kept in the history (a full disk)
+    order_untrusted: str = ""  # a configuration error: the certificate just ordered does not validate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,7 +118,9 @@ def _facts_for(ctx: Context, status: ServiceStatus, cache: dict[str, Certificate
 def _assess(ctx: Context, status: ServiceStatus, server: ServerFacts, cache: dict[str, CertificateFacts],
             touch: frozenset[str], now: datetime) -> Assessment:
     facts = _facts_for(ctx, status, cache) if status.installed is not None else None
-    return assess_status(ctx, status.installed, status.problem, server, facts, touch, now)
+    served = served_chain_note(ctx, status.service, status.installed, None) if status.installed is not None else None
+    return assess_status(ctx, status.installed, status.problem, server, facts, touch, now, network=True,
+                         served_chain=served)
 
 
 def _facts_json(facts: CertificateFacts) -> dict:
@@ -132,20 +139,28 @@ def _service_report(name: str, assessment: Assessment, action: str, outcome: str
 
 
 def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> str:
-    held = [name for name, a in assessments.items() if a.verdict == ATTENTION]
+    held = [name for name, a in assessments.items() if a.verdict == ATTENTION and a.held_by]
+    other = [name for name, a in assessments.items() if a.verdict == ATTENTION and not a.held_by]
     failed = [s.service for s in report.services if s.outcome != "planned" and (not s.ok or s.outcome == "failed")]
-    planned = [s.service for s in report.services if s.outcome == "planned"]
+    planned = [s.service for s in report.services if s.outcome == "planned" and s.verdict != "incomplete-chain"]
+    repairs = [s.service for s in report.services if s.outcome == "planned" and s.verdict == "incomplete-chain"]
     parts = []
     if planned:
         parts.append(f"needs attention: {', '.join(planned)} would get a new certificate (dry run)")
+    if repairs:
+        parts.append(f"needs attention: {', '.join(repairs)} would have its chain completed (dry run)")
     if failed:
         parts.append(f"needs attention: {', '.join(failed)} did not end with a certificate that passes")
     if held:
         files = sorted({assessments[name].held_by for name in held})
         parts.append(f"needs attention: {', '.join(held)} left alone because {' and '.join(files)} "
                      f"{'is' if len(files) == 1 else 'are'} present")
+    if other:
+        parts.append("needs attention: " + "; ".join(f"{name}: {assessments[name].message}" for name in other))
     if report.order and report.order.get("ok") is False and not report.order.get("skipped"):
         parts.append("the hostname certificate order failed")
+    if report.order_untrusted:
+        parts.append(f"configuration error: {report.order_untrusted}")
     if parts:
         return "; ".join(parts)
     if any(not a.ok for a in assessments.values()):
@@ -209,7 +224,8 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         say(f"assessing {status.service.name}")
         verdicts[status.service.name] = _assess(ctx, status, server, facts_cache, present, now)
     report.certificates = {fp: _facts_json(facts) for fp, facts in facts_cache.items()}
-    needing = [s for s in statuses if verdicts[s.service.name].due]
+    # (a repair redeploys the same certificate with its completed chain: it orders nothing)
+    needing = [s for s in statuses if verdicts[s.service.name].due and verdicts[s.service.name].verdict != REPAIR]
 
     # One hostname certificate for every service that needs it.
     order: OrderOutcome | None = None
@@ -241,19 +257,77 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
             report.services.append(_service_report(name, verdict, "cannot renew: the state directory cannot be "
                                                    "written", "failed", False, before, before, state_disk.message))
             continue
+        if verdict.verdict == REPAIR:
+            report.services.append(_repair(ctx, status, verdict, dry_run, say, report.disk))
+            continue
         report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say, report.disk))
 
+    if order is not None and order.bundle is not None:
+        _check_ordered_trust(ctx, report, order)
     if managed and not dry_run:
         _notify(ctx, report, statuses, verdicts, order)
     if not dry_run:
         _notify_disk(ctx, report)
     failed_action = any(s.outcome == "failed" for s in report.services) or bool(
         report.order and report.order.get("ok") is False and not report.order.get("skipped"))
-    report.ok = not failed_action and all(s.ok for s in report.services)
+    report.ok = not failed_action and all(s.ok for s in report.services) and not report.order_untrusted
     report.summary = _summary(report, verdicts)
     report.finished_at = ctx.now().isoformat(timespec="seconds")
     log.info("maintenance run finished: %s", "ok" if report.ok else "needs attention")
     return report
+
+
+ACME_ROOT_UNTRUSTED = "the ACME CA's root is not trusted: add it to [trust] ca_file"
+
+
+def _check_ordered_trust(ctx: Context, report: MaintenanceReport, order: OrderOutcome) -> None:
+    """The certificate just ordered must validate: if it does not, keep it (ordering again would loop), report a
+    configuration error and mail it once."""
+    bundle = order.bundle
+    finding = judge_trust(ctx, bundle.leaf, bundle.chain, network=True)
+    if finding.state != UNTRUSTED:
+        return
+    report.order_untrusted = f"{ACME_ROOT_UNTRUSTED} ({finding.message})"
+    if report.order is not None:
+        report.order["trust_problem"] = report.order_untrusted
+    host = ctx.settings.server.hostname
+    key = f"acme-root-untrusted:{order.directory or ctx.settings.acme.directory}"
+    subject = f"[{host}] The hostname certificate from the ACME CA is not trusted"
+    lines = [f"svcssl got a certificate for {host} from {order.directory or ctx.settings.acme.directory}, but it "
+             f"does not validate against this server's trust store.", f"Why: {finding.message}",
+             f"What to do: {ACME_ROOT_UNTRUSTED} (a private ACME CA such as step-ca), or configure a public CA.",
+             "svcssl keeps the certificate and does not order again. You hear of this once."]
+    result = notify_once(ctx, key, subject, _mail_body(ctx, lines))
+    report.notifications.append({"key": key, "subject": subject, "result": result})
+
+
+def _repair(ctx: Context, status: ServiceStatus, verdict: Assessment, dry_run: bool, say,
+            disk: list[dict]) -> ServiceReport:
+    """Redeploy the same certificate and key with the chain completed (no order): backup, reload, probe, rollback
+    as every deploy; the audit log says "chain completed"."""
+    name = status.service.name
+    before = status.fingerprint
+    installed = status.installed
+    finding = judge_trust(ctx, installed.leaf, installed.chain, network=True)
+    added = ", ".join(f"\u201c{n}\u201d from {where}" for n, where in finding.added)
+    if dry_run:
+        return _service_report(name, verdict, f"would complete the chain (add {added})", "planned", False, before,
+                               before)
+    if not finding.completed:
+        return _service_report(name, verdict, "complete the chain", "failed", False, before, before,
+                               "the missing intermediate cannot be found any more")
+    try:
+        current = read_installed_bundle(status.service)
+    except SvcsslError as exc:
+        return _service_report(name, verdict, "complete the chain", "failed", False, before, before, exc.message)
+    bundle = Bundle(leaf=current.leaf, key=current.key, chain=finding.chain, info=current.info)
+    say(f"completing the chain of {name}")
+    outcome = _deploy(ctx, status.service, bundle, action=CHAIN_COMPLETED, disk=disk)
+    if outcome.ok:
+        return _service_report(name, verdict, f"chain completed (added {added})", "ok", True, before,
+                               outcome.fingerprint, outcome.message)
+    return _service_report(name, verdict, "complete the chain", "failed", False, before, before,
+                           f"{outcome.stage}: {outcome.message}")
 
 
 def _renewing(needing: list[ServiceStatus]):

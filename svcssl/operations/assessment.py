@@ -9,7 +9,9 @@ Verdicts:
 - ``ok``          — nothing to do;
 - ``renew-soon``  — it expires soon (the days are in the reason); ``due`` says whether the maintenance
                     run renews it now, or only tells the administrator (certificates from other CAs);
-- ``replace``     — it must be replaced, for the reasons given;
+- ``replace``     — it must be replaced, for the reasons given (``untrusted`` among them);
+- ``repair``      — the certificate is fine but its files lack an intermediate svcssl can find
+                    (``incomplete-chain``): the run redeploys it with the completed chain, orders nothing;
 - ``attention``   — it needs renewing or replacing, but a touch file tells svcssl to leave it alone.
 """
 
@@ -21,9 +23,10 @@ from datetime import datetime, timedelta
 from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT
 from ..x509.inspect import CertificateInfo
 from ..x509.validate import covers_hostname, weak_reasons
+from .trust import INCOMPLETE, UNTRUSTED, TrustFinding
 
-OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
-VERDICTS = (OK, RENEW_SOON, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
+OK, RENEW_SOON, REPAIR, REPLACE, ATTENTION = "ok", "renew-soon", "repair", "replace", "attention"
+VERDICTS = (OK, RENEW_SOON, REPAIR, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
 SHORT_LIVED = timedelta(days=50)  # from here on the cPanel day thresholds bound the lifetime fraction
 VERY_SHORT = timedelta(days=10)  # under this lifetime, renew at half of it rather than a third
 
@@ -42,6 +45,10 @@ FLAG_LABELS = {
     "expiring": "expiring",
     "expires-soon": "expires soon",
     "left-alone": "left alone (touch file)",
+    "untrusted": "not trusted",
+    "incomplete-chain": "incomplete chain",
+    "served-chain": "port serves an incomplete chain",
+    "acme-root-untrusted": "ACME CA's root not trusted",
 }
 
 
@@ -60,6 +67,9 @@ class CertificateFacts:
     revocation_detail: str = ""
     renewal_window: tuple[datetime, datetime] | None = None  # ACME Renewal Information (RFC 9773)
     renewal_at: datetime | None = None  # the random moment inside renewal_window, chosen once and stored (§4.2)
+    trust: TrustFinding | None = None  # a path to a trust anchor, as clients build it (None: not judged)
+    served_chain: str | None = None  # what the port serves does not validate: the sentence saying which port, what
+    acme_untrusted: bool = False  # ordered by the run just now from an ACME CA whose root is not a trust anchor
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,9 @@ def renewal_due(info: CertificateInfo, facts: CertificateFacts, now: datetime, t
     return f"{moment.why} ({days:.1f} days left)"
 
 
+_LEAF_ITSELF = {"expired", "revoked", "weak-signature", "weak-key", "not-yet-valid"}
+
+
 def _problems(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime) -> list[Reason]:
     problems: list[Reason] = []
 
@@ -235,6 +248,9 @@ def _problems(info: CertificateInfo, server: ServerFacts, facts: CertificateFact
         add("not-yet-valid", f"it is not valid before {_when(info.not_before)}")
     if info.is_self_signed:
         add("self-signed", "it is self-signed, so clients do not trust it")
+    elif facts.trust is not None and facts.trust.state == UNTRUSTED and not _LEAF_ITSELF & {r.code for r in problems}:
+        # (an expired, weak or not-yet-valid certificate is not trusted either: its own reason says why)
+        problems.append(Reason("untrusted", facts.trust.message))
     if not info.has_san:
         add("no-san", "it has no subjectAltName extension: current clients ignore the common name")
     if not info.has_server_auth:
@@ -271,6 +287,13 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
     days = info.days_left(now)
     expired = info.not_after <= now
     problems = _problems(info, server, facts, now)
+    acme_note: tuple[Reason, ...] = ()
+    if facts.acme_untrusted and [r.code for r in problems] == ["untrusted"]:
+        # ordered by the run from the configured ACME CA: ordering again would loop; a person must add its root
+        acme_note = (Reason("acme-root-untrusted", _sentence(
+            "it comes from the configured ACME CA, whose root is not trusted: the ACME CA's root is not trusted: "
+            "add it to [trust] ca_file (svcssl does not order again for this)")), *problems)
+        problems = []
     if problems:
         verdict, due = REPLACE, True
     else:
@@ -286,9 +309,20 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
                 f"run replaces certificates from other CAs only under {thresholds.other_renew_days} days left)"
                 if not facts.from_own_ca else
                 f"it expires in {days} days, on {info.not_after:%Y-%m-%d}"))]
+        elif facts.trust is not None and facts.trust.state == INCOMPLETE:
+            verdict, due = REPAIR, True
+            problems = [Reason("incomplete-chain", facts.trust.message)]
+        elif acme_note:
+            return Assessment(ATTENTION, acme_note, days_left=days)
+        elif facts.served_chain:
+            return Assessment(ATTENTION, (Reason("served-chain", _sentence(facts.served_chain)),), days_left=days)
         else:
             return Assessment(OK, (Reason("ok", f"It passes every check ({days} days left)."),), days_left=days)
-    held = _held(touch_files, expired) if due else None
+    problems = list(problems) + list(acme_note)
+    if verdict == REPAIR:  # a repair orders nothing: only disable_service_certificate_management holds it back
+        held = NO_MANAGEMENT if NO_MANAGEMENT in touch_files else None
+    else:
+        held = _held(touch_files, expired) if due else None
     if held:
         return Assessment(ATTENTION, tuple(problems) + (_left_alone(held),), due=False, expired=expired,
                           days_left=days, held_by=held)

@@ -6,13 +6,14 @@ This is the one path for the CLI, the web form, the API and the maintenance run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..deploy import deploy_files, recover_interrupted, render_files
 from ..deploy.kinds import kind_of
 from ..deploy.preflight import check_deploy
-from ..errors import DeployError, FileSystemError, InputError, InputTooLargeError, UnsupportedInputError
+from ..errors import (DeployError, FileSystemError, InputError, InputTooLargeError, UnsupportedInputError,
+                      UntrustedError)
 from ..filesystem import from_os_error
 from ..settings import ServiceSettings
 from ..store import AuditEntry
@@ -24,6 +25,7 @@ from ..x509.inspect import CertificateInfo
 from .autofill import load_key
 from .assessment import ATTENTION, OK, RENEW_SOON, Assessment, Thresholds, assess
 from .context import Context
+from .trust import INCOMPLETE, UNTRUSTED, TrustFinding, judge_trust
 from .inventory import known_facts, touch_files_present
 from .users import PanelUser
 
@@ -38,6 +40,8 @@ class PreparedBundle:
     warnings: tuple[str, ...]
     from_pkcs12: bool
     assessment: Assessment | None = None  # what every surface will say about it once installed
+    notes: tuple[str, ...] = ()  # what svcssl did to the input, e.g. the intermediates it added
+    untrusted: str | None = None  # why clients will not trust it (installed only when confirmed), or None
 
 
 @dataclass(frozen=True)
@@ -112,22 +116,59 @@ def prepare_bundle(
     if weak:
         raise InputError(f"The certificate cannot be installed: {'; '.join(weak)}. "
                          "TLS libraries on current systems refuse it.", field="crt")
-    assessment = assess_candidate(ctx, bundle)
+    bundle, trust, notes = complete_chain(ctx, bundle)
+    assessment = assess_candidate(ctx, bundle, trust)
+    untrusted = trust.message if trust.state in (UNTRUSTED, INCOMPLETE) else None
     return PreparedBundle(bundle=bundle, warnings=install_warnings(assessment), from_pkcs12=parsed.from_pkcs12,
-                          assessment=assessment)
+                          assessment=assessment, notes=notes, untrusted=untrusted)
 
 
-def assess_candidate(ctx: Context, bundle: Bundle) -> Assessment:
+def complete_chain(ctx: Context, bundle: Bundle) -> tuple[Bundle, TrustFinding, tuple[str, ...]]:
+    """The bundle with the intermediates its path to a trust anchor lacks, when svcssl can find them (and says
+    where from); the trust finding of the result."""
+    trust = judge_trust(ctx, bundle.leaf, bundle.chain, network=True)
+    if not trust.completed:
+        return bundle, trust, ()
+    notes = tuple(f"Added the intermediate \u201c{name}\u201d from {where}." for name, where in trust.added)
+    completed = Bundle(leaf=bundle.leaf, key=bundle.key, chain=trust.chain, info=bundle.info)
+    return completed, judge_trust(ctx, completed.leaf, completed.chain, network=True), notes
+
+
+def assess_candidate(ctx: Context, bundle: Bundle, trust: TrustFinding | None = None) -> Assessment:
     """The assessment the certificate will get once installed: the same function, facts and touch files as the table."""
-    return assess_info(ctx, bundle.info)
+    if trust is None:
+        trust = judge_trust(ctx, bundle.leaf, bundle.chain, network=True)
+    return assess_info(ctx, bundle.info, trust)
 
 
-def assess_info(ctx: Context, info: CertificateInfo) -> Assessment:
+def assess_info(ctx: Context, info: CertificateInfo, trust: TrustFinding | None = None) -> Assessment:
     """The assessment of a certificate that is not installed yet (the install form, Autofill, the API)."""
     known = known_facts(ctx)
     facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
+    if trust is not None:
+        facts = replace(facts, trust=trust)
     return assess(info, known.server, facts, ctx.now(), thresholds=Thresholds.from_settings(ctx.settings),
                   touch_files=touch_files_present(ctx))
+
+
+def assess_choice(ctx: Context, info: CertificateInfo, certificate_pem: str, cabundle_pem: str) -> Assessment:
+    """The assessment of a certificate chosen for the install form (Browse, Autofill), its trust included; the web
+    page does not wait on the network for it (caIssuers downloads only as already made)."""
+    try:
+        leaf = read_certificates(certificate_pem.encode(), what="certificate", field="crt")[0]
+        chain = read_certificates(cabundle_pem.encode()) if cabundle_pem.strip() else ()
+    except (InputError, IndexError):
+        return assess_info(ctx, info)
+    return assess_info(ctx, info, judge_trust(ctx, leaf, tuple(chain), network=False))
+
+
+def require_confirmation(prepared: PreparedBundle, allow_untrusted: bool, flag: str) -> None:
+    """A certificate clients will not trust is installed only when the person confirms it; nothing is written
+    before. (A self-signed one installs as before, with its warning: Reset makes them on purpose.)"""
+    if prepared.untrusted and not allow_untrusted:
+        raise UntrustedError(f"{prepared.untrusted} Clients will not trust it; the next maintenance run will replace it "
+                             f"unless its root is added to [trust] ca_file. Nothing was changed. To install it anyway, "
+                             f"{flag}.", field="allow_untrusted")
 
 
 def install_warnings(assessment: Assessment) -> tuple[str, ...]:
@@ -244,11 +285,16 @@ def install_certificate(
     *,
     actor: str,
     key_ref: KeyReference | None = None,
+    allow_untrusted: bool = False,
+    confirm_with: str = "confirm it",
 ) -> tuple[PreparedBundle, list[InstallOutcome]]:
-    """Validate once, then install on each service; one outcome per service."""
+    """Validate once, then install on each service; one outcome per service. A certificate clients will not trust
+    needs ``allow_untrusted`` (``confirm_with`` says how the person gives it: a flag, a checkbox)."""
     services = ctx.services(service_names)
     prepared = prepare_bundle(ctx, crt, key, cabundle, password, key_ref)
     check_input_accepted(services, prepared)
+    if any(not kind_of(s.kind).pkcs12_only for s in services):  # (an APNs certificate is Apple's client certificate)
+        require_confirmation(prepared, allow_untrusted, confirm_with)
     for service in services:  # every service's disks first: a refusal changes nothing anywhere
         preflight(ctx, service, prepared.bundle)
     outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]

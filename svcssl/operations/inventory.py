@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from ..errors import InputError, SvcsslError
 from ..fsutil import StatCache, read_bounded
@@ -19,8 +20,13 @@ from ..x509.parse import read_certificate_input, read_private_key
 from .assessment import (Assessment, CertificateFacts, ServerFacts, Thresholds, assess,
                          assess_unreadable, expiry_level)
 from .context import Context
+from .trust import UNTRUSTED, judge_trust
+from ..x509.trust import name_label
+
+SERVED_CHAIN = "served-chain"  # the live probe's state when the port serves the certificate with a chain too short
 
 INSTALLED_FILE_LIMIT = 1024 * 1024
+_SHA256 = SHA256()
 DRIFT_FLAG = "files changed outside svcssl"
 
 
@@ -31,6 +37,11 @@ class InstalledCertificate:
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     info: CertificateInfo
+    chain_fingerprints: tuple[str, ...] = ()
+
+    @property
+    def trust_key(self) -> tuple:
+        return (self.info.fingerprint, self.chain_fingerprints)
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,8 @@ def read_installed(service: ServiceSettings) -> InstalledCertificate:
         data = read_bounded(path, INSTALLED_FILE_LIMIT)
         parsed = read_certificate_input(data, what=f"certificate file {path}", validate_keys=False)
         leaf, *chain = parsed.certificates
-        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf))
+        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf),
+                                    chain_fingerprints=tuple(c.fingerprint(_SHA256).hex() for c in chain))
 
     return _parsed_files.get(path, (path,), parse)
 
@@ -148,16 +160,49 @@ def touch_files_present(ctx: Context) -> frozenset[str]:
 
 
 def assess_status(ctx: Context, installed: InstalledCertificate | None, problem: str | None, server: ServerFacts,
-                  facts: CertificateFacts | None, touch: frozenset[str], now: datetime) -> Assessment:
-    """The one assessment of a service's certificate (the run passes fresh facts, the other surfaces known ones)."""
+                  facts: CertificateFacts | None, touch: frozenset[str], now: datetime, *, network: bool = False,
+                  served_chain: str | None = None) -> Assessment:
+    """The one assessment of a service's certificate (the run passes fresh facts, the other surfaces known ones).
+
+    Trust is judged here for every surface alike: the path from the certificate to an anchor, with its chain
+    on disk and the intermediates svcssl can find (the caIssuers download only with ``network``)."""
     if installed is None:
         return assess_unreadable(problem or "the certificate file cannot be read", touch)
-    return assess(installed.info, server, facts or CertificateFacts(), now,
+    facts = facts or CertificateFacts()
+    trust = facts.trust or judge_trust(ctx, installed.leaf, installed.chain, now, network=network,
+                                       key_hint=installed.trust_key)
+    facts = replace(facts, trust=trust, served_chain=facts.served_chain or served_chain,
+                    acme_untrusted=facts.from_own_ca and trust.state == UNTRUSTED)
+    return assess(installed.info, server, facts, now,
                   thresholds=Thresholds.from_settings(ctx.settings), touch_files=touch)
 
 
+def served_chain_note(ctx: Context, service: ServiceSettings, installed: InstalledCertificate,
+                      probes: dict | None) -> str | None:
+    """The last probe found the port serving this certificate with a chain clients do not accept: say so."""
+    probe = (probes if probes is not None else _last_probes(ctx)).get(service.name)
+    if probe is None or probe.state != SERVED_CHAIN or probe.installed_fingerprint != installed.info.fingerprint:
+        return None
+    active = ctx.store.active(service.name)
+    if active is not None and active.installed_at > probe.probed_at:  # redeployed since (a repair): probe again
+        return None
+    trust = judge_trust(ctx, installed.leaf, installed.chain, network=False)
+    names = ", ".join(f"\u201c{name_label(c.subject)}\u201d" for c in trust.chain) or "an intermediate"
+    return (f"the port {service.probe} serves it without the intermediate {names} that clients need (probe of "
+            f"{probe.probed_at:%Y-%m-%d %H:%M} UTC): point the daemon at the file with the full chain "
+            f"({installed_certificate_path(service)})")
+
+
+def _last_probes(ctx: Context) -> dict:
+    try:
+        return ctx.store.last_probes()
+    except SvcsslError:
+        return {}
+
+
 def service_status(ctx: Context, service: ServiceSettings, *, known: KnownFacts | None = None,
-                   touch: frozenset[str] | None = None) -> ServiceStatus:
+                   touch: frozenset[str] | None = None, network: bool = False,
+                   probes: dict | None = None) -> ServiceStatus:
     active = ctx.store.active(service.name)
     known = known if known is not None else known_facts(ctx)
     touch = touch if touch is not None else touch_files_present(ctx)
@@ -169,16 +214,17 @@ def service_status(ctx: Context, service: ServiceSettings, *, known: KnownFacts 
         return ServiceStatus(service, None, exc.message, active, assessment, "expired")
     info = installed.info
     facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
-    assessment = assess_status(ctx, installed, None, known.server, facts, touch, now)
+    assessment = assess_status(ctx, installed, None, known.server, facts, touch, now, network=network,
+                               served_chain=served_chain_note(ctx, service, installed, probes))
     expiry = expiry_level(info, assessment, now, Thresholds.from_settings(ctx.settings))
     ordered = ctx.store.acme_certificate(info.fingerprint)
     return ServiceStatus(service, installed, None, active, assessment, expiry, ordered[1] if ordered else None, facts)
 
 
-def list_services(ctx: Context, *, include_disabled: bool = False) -> list[ServiceStatus]:
-    known, touch = known_facts(ctx), touch_files_present(ctx)
+def list_services(ctx: Context, *, include_disabled: bool = False, network: bool = False) -> list[ServiceStatus]:
+    known, touch, probes = known_facts(ctx), touch_files_present(ctx), _last_probes(ctx)
     return [
-        service_status(ctx, service, known=known, touch=touch)
+        service_status(ctx, service, known=known, touch=touch, network=network, probes=probes)
         for service in ctx.settings.services.values()
         if service.enabled or include_disabled
     ]

@@ -7,14 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..deploy.probe import ProbeError, fetch_served_certificate
-from ..errors import StoreError
+from ..errors import StoreError, SvcsslError
 from ..settings import ServiceSettings
 from ..store import ProbeRecord
 from .context import Context
-from .inventory import ServiceStatus, service_status
+from .inventory import SERVED_CHAIN, ServiceStatus, read_installed, service_status
+from .trust import served_chain_problem
 
 log = logging.getLogger(__name__)
 MATCH, DIFFERS, UNREACHABLE, NOT_PROBED, DRIFT = "match", "differs", "unreachable", "not probed", "drift"
+__all__ = ["MATCH", "DIFFERS", "UNREACHABLE", "NOT_PROBED", "DRIFT", "SERVED_CHAIN", "LiveCheck", "check_service",
+           "check_statuses", "check_services"]
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,17 @@ class LiveCheck:
     probe: str | None
     installed_fingerprint: str | None  # in the service's files
     served_fingerprint: str | None
-    state: str  # match | differs | unreachable | not probed | drift (files changed behind svcssl's back)
+    state: str  # match | differs | unreachable | not probed | drift (files changed behind svcssl's back) | served-chain
     detail: str
     active_fingerprint: str | None = None  # what svcssl installed last
 
     @property
     def ok(self) -> bool:
         return self.state in (MATCH, NOT_PROBED)
+
+    @property
+    def serves_installed(self) -> bool:
+        return self.state in (MATCH, SERVED_CHAIN)
 
 
 def _drift(service: str, probe: str | None, installed: str | None, served: str | None, active: str | None,
@@ -49,7 +56,8 @@ def check_service(ctx: Context, service: ServiceSettings, installed: str | None,
             return _drift(service.name, None, installed, None, active, "no probe configured")
         return LiveCheck(service.name, None, installed, None, NOT_PROBED, "no probe configured", active)
     try:
-        served = fetch_served_certificate(service.probe, timeout, ctx.settings.server.hostname).fingerprint
+        sent = fetch_served_certificate(service.probe, timeout, ctx.settings.server.hostname)
+        served = sent.fingerprint
     except ProbeError as exc:
         if drifted:
             return _drift(service.name, str(service.probe), installed, None, active, f"the port: {exc.message}")
@@ -60,10 +68,27 @@ def check_service(ctx: Context, service: ServiceSettings, installed: str | None,
             else "the port serves a third certificate")
         return _drift(service.name, str(service.probe), installed, served, active, what)
     if served == installed:
+        missing = _served_chain(ctx, service, sent)
+        if missing:
+            return LiveCheck(service.name, str(service.probe), installed, served, SERVED_CHAIN,
+                             f"the port {service.probe} serves the installed certificate, but {missing}: clients "
+                             f"that do not fetch missing intermediates (mail clients, MTAs, curl) refuse it", active)
         return LiveCheck(service.name, str(service.probe), installed, served, MATCH, "serves the installed certificate",
                          active)
     return LiveCheck(service.name, str(service.probe), installed, served, DIFFERS,
                      "served certificate differs from installed", active)
+
+
+def _served_chain(ctx: Context, service: ServiceSettings, sent) -> str | None:
+    """What the port's chain lacks for clients to trust it, or None (also when it cannot be told)."""
+    try:
+        from cryptography import x509
+        installed = read_installed(service)
+        chain = tuple(x509.load_der_x509_certificate(der) for der in sent.chain)
+        return served_chain_problem(ctx, installed.leaf, chain, installed.chain)
+    except (SvcsslError, ValueError) as exc:
+        log.info("service %s: the served chain was not judged: %s", service.name, exc)
+        return None
 
 
 def check_statuses(ctx: Context, statuses: list[ServiceStatus], timeout: float | None = None) -> list[LiveCheck]:

@@ -130,12 +130,13 @@ def install_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Cal
     if crt is None:
         raise ApiFailure("You must provide a certificate (crt).")
     prepared, (outcome,) = install_certificate(ctx, [service.name], crt, _pem_param(params, "key"),
-                                               _pem_param(params, "cabundle"), actor=caller.actor)
+                                               _pem_param(params, "cabundle"), actor=caller.actor,
+                                               allow_untrusted=True)  # WHM installs it and says so in its warnings
     if not outcome.ok:
         raise ApiFailure(f"The certificate could not be installed on {service.name}: {outcome.message}"
                          + (f" ({outcome.output.strip()})" if outcome.output.strip() else ""))
     return ApiResult(_service_payload(ctx, service), warnings=list(prepared.warnings),
-                     messages=[outcome.message])
+                     messages=[*prepared.notes, outcome.message])
 
 
 def reset_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:

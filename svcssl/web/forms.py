@@ -63,6 +63,8 @@ class InstallForm(FlaskForm):
     key_source = HiddenField()  # store:owner:spki of a key found by Browse or Autofill (resolved on the server)
     cabundle = PemTextAreaField("Certificate Authority bundle (optional)")
     cabundle_file = FileField("or upload a CA bundle file")
+    allow_untrusted = BooleanField("Install it anyway: clients will not trust it; the next maintenance run will "
+                                   "replace it unless its root is added to [trust] ca_file")
 
 
 class NewUserForm(FlaskForm):

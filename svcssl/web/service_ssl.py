@@ -11,9 +11,9 @@ from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, use_certificate
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
-from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
-from ..operations.assessment import Thresholds
-from ..operations.inventory import service_details
+from ..operations.install import KeyReference, assess_choice, install_certificate, install_warnings
+from ..operations.assessment import FLAG_LABELS, Thresholds
+from ..operations.inventory import SERVED_CHAIN, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
@@ -31,7 +31,7 @@ bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
 PAGE = "/manageservicecrts"
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----\s*|$)", re.S)
 FIELD_OF_ERROR = {"crt": "crt", "key": "key", "cabundle": "cabundle", "password": "password", "service": "services",
-                  "key_source": "key"}
+                  "key_source": "key", "allow_untrusted": "allow_untrusted"}
 
 
 def _actor() -> str:
@@ -62,6 +62,8 @@ def index():
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
+        elif check is not None and check.state == SERVED_CHAIN and "served-chain" not in status.assessment.codes:
+            flags.append(FLAG_LABELS["served-chain"])  # found by this very probe: the assessment has it next time
         rows.append({
             "status": status,
             "info": info,
@@ -151,7 +153,8 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
     if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
-        assessment = assess_info(context(), extra["choice"].info)
+        choice = extra["choice"]
+        assessment = assess_choice(context(), choice.info, choice.certificate_pem, choice.cabundle_pem)
         extra.setdefault("choice_assessment", assessment)
         extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)
@@ -260,7 +263,9 @@ def install():
         key_ref = KeyReference(installed=form.key_ref.data or None, found=form.key_source.data or None,
                                user=current_user())
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
-                                                 actor=_actor(), key_ref=key_ref)
+                                                 actor=_actor(), key_ref=key_ref,
+                                                 allow_untrusted=bool(form.allow_untrusted.data),
+                                                 confirm_with="tick \u201cInstall it anyway\u201d below the form")
     except InputError as exc:
         if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
             exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
@@ -268,9 +273,10 @@ def install():
                              field="key")
         message = _field_error(form, exc)
         return _render_install(form, 400, apply_from=apply_from, form_error=message,
+                               untrusted=exc.field == "allow_untrusted",
                                choice=_chosen_again(form, request.form.get("chosen")),
                                chosen=request.form.get("chosen"))
-    return _show_results(outcomes, prepared.warnings, prepared.bundle.info)
+    return _show_results(outcomes, prepared.notes + prepared.warnings, prepared.bundle.info)
 
 
 def _chosen_again(form: InstallForm, chosen: str | None) -> CertificateChoice | None:

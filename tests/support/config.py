@@ -38,10 +38,30 @@ def toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+TEST_PKI_SLOTS = range(10)
+
+
+def private_ca_anchors_pem() -> bytes:
+    """The roots of the tests' own private CAs (support/pki.py): clients of the tests trust them, so every test
+    configuration names them in [trust] ca_file (a private CA is never trusted by default)."""
+    from support.pki import pem, pki
+    return b"".join(pem(pki(slot).root) for slot in TEST_PKI_SLOTS)
+
+
+def write_anchors(path: Path, *extra: bytes) -> Path:
+    """A [trust] ca_file: the test PKI's roots and ``extra`` PEM (e.g. Pebble's root, new at every start)."""
+    path.write_bytes(private_ca_anchors_pem() + b"".join(extra))
+    return path
+
+
 def write_config(path: Path, *, hostname: str = "mail.example.com", state_dir: Path, services: dict[str, dict],
-                 extra: str = "") -> Path:
+                 extra: str = "", anchors: tuple[bytes, ...] | list[bytes] = (), trust: bool = True) -> Path:
+    """A config file; with ``trust`` its [trust] ca_file holds the test PKI's roots and ``anchors``."""
     lines = ["[server]", f"hostname = {toml_value(hostname)}", f"state_dir = {toml_value(str(state_dir))}",
              "", "[deploy]", "probe_timeout = 5", "command_timeout = 30", ""]
+    if trust and "[trust]" not in extra:
+        ca_file = write_anchors(path.parent / f"{path.stem}-anchors.pem", *anchors)
+        lines += ["[trust]", f"ca_file = {toml_value(str(ca_file))}", ""]
     for name, table in services.items():
         lines.append(f"[services.{name}]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())

@@ -26,7 +26,8 @@ class Panel:
     state: Path
 
 
-def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | None = None, extra: str = "") -> Panel:
+def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | None = None, extra: str = "",
+               anchors: tuple[bytes, ...] | list[bytes] = ()) -> Panel:
     etc = tmp_path / "etc"
     services = {
         "cpanel": {"kind": "panel", "cert_file": str(etc / "panel/cert.pem"), "key_file": str(etc / "panel/key.pem"),
@@ -41,7 +42,7 @@ def make_panel(tmp_path: Path, *, apns: bool = False, extra_services: dict | Non
         services["mail_apns"] = {"kind": "apns", "enabled": True, "combined_file": str(etc / "apns/apns.pem")}
     services.update(extra_services or {})
     config = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services,
-                          extra=extra)
+                          extra=extra, anchors=anchors)
     settings = load_settings(config)
     ctx = open_context(settings)
     ensure_certificates(ctx)
