@@ -288,3 +288,43 @@ def test_the_panel_raises_its_open_file_limit_to_the_hard_limit(serve):
     soft_now, hard_now = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
     assert soft_now == hard_now == str(hard), limits
     assert load_login(server.port)[0] == 200
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer[9:12])
+
+
+def test_ambiguous_framing_is_refused_and_the_connection_closed(serve):
+    """RFC 9112: what h11 would take but a proxy in front could read otherwise (request smuggling)."""
+    server = serve()
+    port = server.port
+    # both Content-Length and Transfer-Encoding: 400, and nothing after it is read (exchange ends: closed)
+    both = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = exchange(port, both)
+    assert status_of(answer) == 400 and answer.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answer
+    # obs-fold, bare LF, bare CR, a control character in a value
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\nHost: x\n\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n")) == 400
+    # other HTTP versions: 505, closed
+    answer = exchange(port, b"GET /login HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 505 and b"Connection: close" in answer
+    assert status_of(exchange(port, b"GET /login HTTP/0.9\r\nHost: x\r\n\r\n")) == 505
+    # a bad head pipelined behind a good one: the first is answered, the second refused
+    answer = exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 400 Bad request: obsolete" in answer, answer[-300:]
+    # good requests still pass, pipelined, with a body, HTTP/1.0
+    answer = exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.0\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 ") == 2
+    assert load_login(port)[0] == 200
+
+
+def test_redirects_never_echo_the_host_header(serve):
+    server = serve()
+    answer = exchange(server.port, b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) in (301, 302, 303, 307, 308)
+    location = next(line for line in answer.split(b"\r\n") if line.lower().startswith(b"location:"))
+    assert b"evil.example" not in location and location.split(b":", 1)[1].strip().startswith(b"/"), location

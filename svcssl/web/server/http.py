@@ -1,7 +1,9 @@
 """HTTP/1.1 on one (TLS) stream, answered by a WSGI application in a thread pool.
 
 h11 parses and frames; this module adds the deadlines (request head, body, writes), the body cap,
-and the WSGI environ. The application's response is collected in the worker thread and written
+the WSGI environ, and the few RFC 9112 rules h11 is lenient about (`check_head`): a head with a
+bare LF, an obs-fold or a control character, a version other than 1.0/1.1, or both
+Content-Length and Transfer-Encoding is refused and the connection closed. The application's response is collected in the worker thread and written
 with a Content-Length (the panel's pages are small and nothing of it streams).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import sys
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -24,6 +27,47 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 MAX_HEAD = 32 * 1024  # request line and headers; more answers 431
 NO_BODY_STATUS = {204, 304}
+HEAD_END = b"\r\n\r\n"
+HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a field line: everything below SP but HT, and DEL
+
+
+class FramingError(h11.RemoteProtocolError):
+    """A request head h11 would take but RFC 9112 says to refuse: answered, then the connection closes."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message, error_status_hint=status)
+        self.message = message
+
+
+def check_line_endings(data: bytes) -> None:
+    """Every line of a head ends with CRLF: a bare LF or a bare CR is refused (request smuggling)."""
+    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+        raise FramingError("Bad request: lines must end with CRLF")
+
+
+def check_head(head: bytes) -> None:
+    """The request line and header lines of one complete head (ending with CRLF CRLF)."""
+    check_line_endings(head)
+    lines = head[: -len(HEAD_END)].split(b"\r\n")
+    while lines and not lines[0]:
+        lines.pop(0)  # empty lines before the request line are allowed (RFC 9112 section 2.2)
+    if not lines:
+        return
+    parts = lines[0].split(b" ")
+    if len(parts) == 3 and HTTP_VERSION.fullmatch(parts[2]) and parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise FramingError("HTTP version not supported", 505)
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t"):
+            raise FramingError("Bad request: obsolete line folding (obs-fold)")
+        if CONTROL.search(line):
+            raise FramingError("Bad request: a control character in a header")
+
+
+def check_framing(request: h11.Request) -> None:
+    names = {name for name, _ in request.headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        raise FramingError("Bad request: both Content-Length and Transfer-Encoding")
 
 
 @dataclass(frozen=True)
@@ -60,6 +104,7 @@ class HttpConnection:
         self.site = site
         self.stopping = stopping
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.pending = b""  # received, not yet given to h11: the start of a head under inspection
         self.busy = False  # between a request's head and the end of its response
 
     async def serve(self) -> bool:
@@ -71,12 +116,17 @@ class HttpConnection:
             except TimeoutError:
                 return False
             except h11.RemoteProtocolError as exc:
-                await self._error(exc.error_status_hint, "Bad request")
+                await self._error(exc.error_status_hint, error_reason(exc))
                 return True
             if not isinstance(request, h11.Request):
                 return isinstance(request, h11.ConnectionClosed)
             if head_size(request) > MAX_HEAD:  # h11 bounds only a head that is still incomplete
                 await self._error(431, "Request header fields too large")
+                return True
+            try:
+                check_framing(request)
+            except FramingError as exc:
+                await self._error(exc.error_status_hint, exc.message)
                 return True
             self.busy = True
             try:
@@ -86,15 +136,49 @@ class HttpConnection:
                 self.busy = False
             if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE or self.stopping():
                 return True
-            self.h11.start_next_cycle()
+            self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        """A fresh h11 state for the next request: bytes already received (pipelined) go through check_head."""
+        leftover, closed = self.h11.trailing_data
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.pending = leftover + self.pending
+        if closed:
+            self.h11.receive_data(b"")
 
     async def _next_event(self):
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
+            if self.h11.their_state is h11.IDLE:
+                await self._receive_head()
+            elif self.pending:
+                data, self.pending = self.pending, b""
+                self.h11.receive_data(data)
+            else:
+                data = await self.reader.read(READ_SIZE)
+                self.h11.receive_data(data)  # b"" means the client closed its side
+
+    async def _receive_head(self) -> None:
+        """Gather a request head, check it (check_head), then give h11 the head and nothing after it."""
+        while True:
+            end = self.pending.find(HEAD_END)
+            if end >= 0:
+                head, self.pending = self.pending[: end + len(HEAD_END)], self.pending[end + len(HEAD_END):]
+                check_head(head)
+                self.h11.receive_data(head)
+                return
+            check_line_endings(self.pending[:-1])  # the last byte may be the CR of a CRLF still coming
+            if len(self.pending) > MAX_HEAD:
+                raise FramingError("Request header fields too large", 431)
             data = await self.reader.read(READ_SIZE)
-            self.h11.receive_data(data)  # b"" means the client closed its side
+            if not data:  # closed: h11 tells a clean close from a head cut short
+                data, self.pending = self.pending, b""
+                self.h11.receive_data(data)
+                self.h11.receive_data(b"")
+                return
+            self.pending += data
 
     async def _answer(self, request: h11.Request) -> bool:
         """Read the body, run the app, write its response. False: the connection must close."""
@@ -103,7 +187,7 @@ class HttpConnection:
         except TimeoutError:
             return False
         except h11.RemoteProtocolError as exc:
-            await self._error(exc.error_status_hint, "Bad request")
+            await self._error(exc.error_status_hint, error_reason(exc))
             return False
         if isinstance(body, h11.ConnectionClosed):
             return False
@@ -225,6 +309,13 @@ class HttpConnection:
         self.writer.write(data)
         async with asyncio.timeout(self.limits.write_timeout):
             await self.writer.drain()
+
+
+def error_reason(exc: h11.RemoteProtocolError) -> str:
+    if isinstance(exc, FramingError):
+        return exc.message
+    return {431: "Request header fields too large", 501: "Not implemented", 505: "HTTP version not supported"}.get(
+        exc.error_status_hint, "Bad request")
 
 
 def head_size(request: h11.Request) -> int:
