@@ -328,3 +328,32 @@ def test_redirects_never_echo_the_host_header(serve):
     assert status_of(answer) in (301, 302, 303, 307, 308)
     location = next(line for line in answer.split(b"\r\n") if line.lower().startswith(b"location:"))
     assert b"evil.example" not in location and location.split(b":", 1)[1].strip().startswith(b"/"), location
+
+
+def s_client(port: int, *options: str) -> bool:
+    """Does a real `openssl s_client` with these options finish a handshake with the panel?"""
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", *options],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and "Protocol version" in result.stderr + result.stdout
+
+
+def test_tls_follows_mozillas_intermediate_profile(serve):
+    port = serve().port
+    # refused: a CBC suite, RSA key exchange, secp521r1, X448, TLS 1.1 and 1.0
+    assert not s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384")
+    assert not s_client(port, "-tls1_2", "-cipher", "AES128-GCM-SHA256")
+    assert not s_client(port, "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256")
+    assert not s_client(port, "-groups", "secp521r1")
+    assert not s_client(port, "-groups", "X448")
+    assert not s_client(port, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert not s_client(port, "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    # accepted: the profile's suites and groups, TLS 1.2 and 1.3
+    assert s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305")
+    for group in ("X25519", "P-256", "P-384"):
+        assert s_client(port, "-tls1_3", "-groups", group), group
+    # the client's preference wins (server cipher preference off)
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", "-tls1_2", "-cipher",
+                             "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert "ECDHE-RSA-CHACHA20-POLY1305" in result.stderr + result.stdout
