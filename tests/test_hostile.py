@@ -404,3 +404,103 @@ def test_the_aia_download_uses_the_checked_address_no_proxy_and_few_urls(monkeyp
         assert result.missing and sum(http.hits[f"/missing-{n}.der"] for n in range(6)) == 2
     finally:
         http.stop()
+
+
+# --- issue 18, item 3: every key derivation counted before any is run ------------------------------
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def _seq(*parts: bytes) -> bytes:
+    return _tlv(0x30, b"".join(parts))
+
+
+def _int(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    from cryptography.x509 import ObjectIdentifier
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: F401 - cryptography loaded
+    arcs = [int(a) for a in ObjectIdentifier(dotted).dotted_string.split(".")]
+    body = bytes([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.insert(0, 0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(chunk)
+    return _tlv(0x06, body)
+
+
+PBES2, PBKDF2, SCRYPT, AES256_CBC = "1.2.840.113549.1.5.13", "1.2.840.113549.1.5.12", "1.3.6.1.4.1.11591.4.11", \
+    "2.16.840.1.101.3.4.1.42"
+DATA, SHROUDED_BAG, SAFE_CONTENTS_BAG = "1.2.840.113549.1.7.1", "1.2.840.113549.1.12.10.1.2", "1.2.840.113549.1.12.10.1.6"
+
+
+def _encrypted_key(kdf: bytes) -> bytes:
+    """An EncryptedPrivateKeyInfo (PBES2 with this KDF); its ciphertext is never reached."""
+    scheme = _seq(_oid(PBES2), _seq(kdf, _seq(_oid(AES256_CBC), _tlv(0x04, b"\0" * 16))))
+    return _seq(scheme, _tlv(0x04, b"\x55" * 48))
+
+
+def _scrypt(n: int, r: int, p: int) -> bytes:
+    return _seq(_oid(SCRYPT), _seq(_tlv(0x04, b"salt" * 4), _int(n), _int(r), _int(p)))
+
+
+def _pbkdf2(rounds: int) -> bytes:
+    return _seq(_oid(PBKDF2), _seq(_tlv(0x04, b"salt" * 4), _int(rounds)))
+
+
+def _pfx(bags: list[bytes], nest: int = 0) -> bytes:
+    """A PFX whose authSafe holds these bags, `nest` safeContentsBags deep, plus a cheap MAC."""
+    contents = b"".join(bags)
+    for _ in range(nest):
+        contents = _seq(_oid(SAFE_CONTENTS_BAG), _tlv(0xA0, _seq(contents)))
+    safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(contents))))
+    auth_safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(safe))))
+    mac = _seq(_seq(_seq(_oid("1.3.14.3.2.26"), _tlv(0x05, b"")), _tlv(0x04, b"\0" * 20)), _tlv(0x04, b"s" * 8),
+               _int(2048))
+    return _seq(_int(3), auth_safe, mac)
+
+
+def _shrouded(key: bytes) -> bytes:
+    return _seq(_oid(SHROUDED_BAG), _tlv(0xA0, key))
+
+
+def test_scrypt_nested_and_many_bags_are_counted_before_any_derivation():
+    from svcssl.x509.parse import read_pkcs12, read_private_key
+    from svcssl.errors import InputError
+
+    def refusal(call) -> str:
+        with pytest.raises(InputError) as caught:
+            call()
+        return caught.value.message
+
+    # scrypt under PBES2, in a PKCS#12 and alone: named with its parameters, not "wrong password"
+    costly = _scrypt(1 << 20, 8, 256)
+    message = refusal(lambda: read_pkcs12(_pfx([_shrouded(_encrypted_key(costly))]), b"pw"))
+    assert "scrypt N=2^20, r=8, p=256" in message and "exceeds the limit" in message, message
+    pem = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + base64.encodebytes(_encrypted_key(costly)) + \
+        b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    assert "scrypt N=2^20" in refusal(lambda: read_private_key(pem, b"pw"))
+    # shrouded key bags nested in safeContentsBags, each under the per-derivation cap, too many together
+    bags = [_shrouded(_encrypted_key(_pbkdf2(150_000))) for _ in range(5)]
+    message = refusal(lambda: read_pkcs12(_pfx(bags, nest=6), b"pw"))
+    assert "752,048 key-derivation rounds in all (6 derivations)" in message, message
+    # a costly bag hidden behind more parts than the walker reads: refused, never half counted
+    padding = [_seq(_int(1)) for _ in range(25_000)]
+    message = refusal(lambda: read_pkcs12(_pfx(padding + [_shrouded(_encrypted_key(_pbkdf2(5_000_000)))]), b"pw"))
+    assert "too many parts" in message, message
+    # a real scrypt key at OpenSSL's defaults (N=2^14, r=8, p=1) opens; p=16 is refused with its figures
+    leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(66))
+    fine = subprocess.run(["openssl", "pkcs8", "-topk8", "-scrypt", "-passout", "pass:k"], input=pki.key_pem(key),
+                          capture_output=True, check=True).stdout
+    assert read_private_key(fine, b"k").private_numbers() == key.private_numbers()
+    heavy = subprocess.run(["openssl", "pkcs8", "-topk8", "-scrypt", "-scrypt_p", "16", "-passout", "pass:k"],
+                           input=pki.key_pem(key), capture_output=True, check=True).stdout
+    assert "scrypt N=2^14, r=8, p=16" in refusal(lambda: read_private_key(heavy, b"k"))
