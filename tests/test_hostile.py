@@ -26,7 +26,7 @@ from svcssl.discovery.cabundles import AiaFetcher, build_chain
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token
 from svcssl.operations.users import delete_user, set_password
-from support.api import Api, ok, refused
+from support.api import Api, ok, on, open_login_link, refused
 from support.process import PanelProcess
 
 COOKIE = "__Host-svcssl_session"
@@ -176,8 +176,7 @@ def test_a_cross_site_request_with_the_browser_session_is_refused(served):
     base = served["url"]
     browser = browser_login(base, "root", ROOT_PASSWORD)
     body = ok(Api(base, "root", served["tokens"]["root"]).call("create_user_session", user="root", service="whostmgrd"))
-    landing = browser.get(body["data"]["url"], verify=False, timeout=30)
-    assert landing.status_code == 200
+    assert open_login_link(browser, base, body["data"]["url"]).status_code == 302
     prefix = body["data"]["cp_security_token"]
     url = f"{base}{prefix}/json-api/fetch_service_ssl_components?api.version=1"
     assert "another site" in refused(browser.get(url, headers={"Sec-Fetch-Site": "cross-site"}, verify=False,
@@ -504,3 +503,36 @@ def test_scrypt_nested_and_many_bags_are_counted_before_any_derivation():
     heavy = subprocess.run(["openssl", "pkcs8", "-topk8", "-scrypt", "-scrypt_p", "16", "-passout", "pass:k"],
                            input=pki.key_pem(key), capture_output=True, check=True).stdout
     assert "scrypt N=2^14, r=8, p=16" in refusal(lambda: read_private_key(heavy, b"k"))
+
+
+# --- issue 18, item 6: a one-time login link never signs in on a GET -------------------------------
+
+def test_a_login_link_opened_from_another_site_neither_signs_in_nor_ends_roots_session(served):
+    import re
+
+    base = served["url"]
+    root_browser = browser_login(base, "root", ROOT_PASSWORD)
+    link = on(base, ok(Api(base, "bob", served["tokens"]["bob"]).call("create_user_session", user="bob"))
+              ["data"]["url"])
+    cross_site = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Referer": "https://evil.example/"}
+    # a cross-site navigation without the (SameSite=Strict) cookie: a self-reloading page, no cookie set
+    bare = requests.get(link, headers=cross_site, verify=False, timeout=30, allow_redirects=False)
+    assert bare.status_code == 200 and 'http-equiv="refresh"' in bare.text and "Set-Cookie" not in bare.headers
+    # with root's cookie: the question, nothing more; root is still root and the link still unused
+    page = get(root_browser, link, headers=cross_site)
+    assert page.status_code == 200 and "Sign in as bob?" in page.text and "signed in as <strong>root" in page.text
+    assert '<span class="who">root' in get(root_browser, base + "/scripts2/manageservicecrts").text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+    # another site's form posting the page's fields: refused (Fetch Metadata), and without the page's cookie too
+    forged = root_browser.post(link, data=fields, headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+                               verify=False, timeout=30, allow_redirects=False)
+    assert forged.status_code == 403 and "not confirmed" in forged.text
+    stranger = requests.Session()
+    stranger.cookies.update({COOKIE: root_browser.cookies[COOKIE]})
+    assert stranger.post(link, data=fields, verify=False, timeout=30, allow_redirects=False).status_code == 403
+    assert signed_in(root_browser, base)
+    # confirmed from the panel's own page: bob, and the link is used up
+    bob_browser = requests.Session()
+    assert open_login_link(bob_browser, base, link).status_code == 302
+    assert '<span class="who">bob' in bob_browser.get(base + "/", verify=False, timeout=30).text
+    assert get(bob_browser, link).status_code == 401

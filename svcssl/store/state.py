@@ -603,6 +603,14 @@ class Store:
         self._db.execute("INSERT INTO login_sessions (session_hash, user, cpsess, expires_at) VALUES (?,?,?,?)",
                          (session_hash, user, cpsess, _ts(expires_at)))
 
+    def find_login_session(self, session_hash: str, now: datetime) -> tuple[str, str] | None:
+        """(user, cpsess) of an unused, unexpired one-time session, leaving it unused; else None."""
+        row = self._db.execute("SELECT user, cpsess, expires_at, used_at FROM login_sessions WHERE session_hash = ?",
+                               (session_hash,)).fetchone()
+        if row is None or row[3] is not None or row[2] <= _ts(now):
+            return None
+        return row[0], row[1]
+
     def use_login_session(self, session_hash: str, now: datetime) -> tuple[str, str] | None:
         """(user, cpsess) of an unused, unexpired one-time session, marking it used; else None."""
         row = self._db.execute("SELECT user, cpsess, expires_at, used_at FROM login_sessions WHERE session_hash = ?",

@@ -34,6 +34,24 @@ def load_user() -> None:
     g.user = user
 
 
+BOUNCE_PAGE = ('<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
+               '<title>svcssl</title><p><a href="">Continue to the panel</a></p>')
+
+
+def bounce_cross_site_navigation():
+    """A link from another site: answer with a page that reloads itself, from this site.
+
+    The session cookie is SameSite=Strict, so a browser leaves it out of a navigation that starts on
+    another site; the page would look signed out, and the login form would set a fresh cookie over
+    the real one. The reload is a same-site navigation: the cookie comes with it. Nothing is set here.
+    """
+    if (request.method == "GET" and request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
+            and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+            and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies):
+        return current_app.response_class(BOUNCE_PAGE, mimetype="text/html")
+    return None
+
+
 def open_session(user: PanelUser, cpsess: str) -> None:
     """Log ``user`` in: a fresh cookie whose id the server keeps until logout (or expiry)."""
     session.clear()
@@ -145,7 +163,7 @@ CROSS_SITE_REFUSED = ("This API call came from another site (its Origin or Sec-F
                       "“Authorization: whm USER:TOKEN”.")
 
 
-def _is_cross_site() -> bool:
+def is_cross_site() -> bool:
     """True when a browser says this request was made by another site's page (Fetch Metadata, else Origin)."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site is not None:
@@ -158,7 +176,7 @@ def _is_cross_site() -> bool:
 
 
 def _refuse_cross_site() -> None:
-    if _is_cross_site():
+    if is_cross_site():
         raise ApiFailure(CROSS_SITE_REFUSED, 403)
 
 
