@@ -357,3 +357,132 @@ def test_tls_follows_mozillas_intermediate_profile(serve):
                              "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert "ECDHE-RSA-CHACHA20-POLY1305" in result.stderr + result.stdout
+
+
+# --- issue 18: memory and slow bodies ----------------------------------------------------------
+
+def tls_to(port: int, source: str = "127.0.0.1") -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    return TLS.wrap_socket(raw)
+
+
+def answer_of(tls: ssl.SSLSocket) -> bytes:
+    answer = b""
+    try:
+        while chunk := tls.recv(65536):
+            answer += chunk
+    except (ConnectionResetError, ssl.SSLError, TimeoutError, socket.timeout):
+        pass
+    return answer
+
+
+def test_without_a_session_a_body_is_capped_small_and_chunked_framing_counts(serve):
+    server = serve()
+    # a declared body over 64 KiB: refused at once, the body never read
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                   b"\r\nContent-Length: 200000\r\n\r\nusername=root")
+    assert status_of(answer) == 413 and b"signed-in session" in answer and b"Connection: close" in answer
+    # one-byte chunks: 40,000 body bytes are 240,000 bytes on the wire; the framing counts
+    chunks = b"1\r\na\r\n" * 40_000
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks +
+                      b"0\r\n\r\n")
+    assert status_of(answer) == 413
+    # a real login form still fits
+    assert load_login(server.port)[0] == 200
+
+
+def test_a_trickled_body_is_dropped_after_the_grace_period(serve):
+    server = serve()
+    tls = tls_to(server.port, "127.0.0.7")
+    tls.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 60000\r\n\r\nusername=")
+    answer = b""
+    for _ in range(60):  # one byte a second: far under 1 KiB/s
+        try:
+            tls.sendall(b"a")
+        except (OSError, ssl.SSLError):
+            break
+        tls.settimeout(1)
+        try:
+            answer += tls.recv(65536)
+        except (TimeoutError, socket.timeout):
+            continue
+        except (OSError, ssl.SSLError):
+            break
+        if answer:
+            break
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    tls.close()
+
+
+def test_a_signed_in_upload_goes_to_a_private_temporary_file_in_the_state_directory(serve, panel):
+    server = serve()
+    session = requests.Session()
+    log_in_as_root(session, server.url)
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    tls = tls_to(server.port)
+    size = 4 * 1024 * 1024
+    tls.sendall(f"POST /scripts2/manageservicecrts/install HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n".encode())
+    tls.sendall(b"x" * (3 * 1024 * 1024))
+    spool = (panel.settings.server.state_dir / "tmp").resolve()
+
+    def spooled() -> list[int]:
+        modes = []
+        for fd in Path(f"/proc/{server.proc.pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith(str(spool) + "/"):
+                modes.append(os.stat(fd).st_mode & 0o777)
+        return modes
+
+    assert wait_until(lambda: spooled(), timeout=20), "no temporary file for the upload"
+    assert set(spooled()) == {0o600}
+    assert spool.stat().st_mode & 0o777 == 0o700 and list(spool.iterdir()) == []  # unlinked: nothing left behind
+    tls.sendall(b"x" * (size - 3 * 1024 * 1024))
+    assert answer_of(tls).startswith(b"HTTP/1.1 ")
+    tls.close()
+    assert wait_until(lambda: not spooled(), timeout=20), "the temporary file was not closed"
+
+
+def test_a_client_hello_sent_in_two_halves_still_handshakes(serve):
+    """The front waits for the whole first record (no TLS state before): a slow but honest client gets in."""
+    server = serve()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = TLS.wrap_bio(incoming, outgoing, server_hostname="mail.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    raw.sendall(hello[:3])
+    time.sleep(0.3)
+    raw.sendall(hello[3:40])
+    time.sleep(0.3)
+    raw.sendall(hello[40:])
+    while True:
+        data = raw.recv(65536)
+        assert data, "closed during the handshake"
+        incoming.write(data)
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if pending := outgoing.read():
+                raw.sendall(pending)
+    raw.sendall(outgoing.read())
+    tls.write(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw.sendall(outgoing.read())
+    answer = b""
+    while not answer.startswith(b"HTTP/1.1 200"):
+        data = raw.recv(65536)
+        assert data
+        incoming.write(data)
+        try:
+            answer += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    raw.close()
+    # half a ClientHello and a close: the connection is let go
+    assert closed_by_server(connect_from("127.0.0.9", server.port, client_hello_head()), within=10) is not None

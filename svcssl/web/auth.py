@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, make_response, redirect, render_template, request, session, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..errors import InputError
 from ..operations.tokens import WrongTokenKind, authenticate_token, new_cpsess
@@ -109,27 +110,54 @@ def _safe_next(target: str | None) -> str:
     return url_for("home")
 
 
+DEVICE_COOKIE = "__Host-svcssl_device"  # OWASP's device cookie: set at a successful login, signed
+DEVICE_LIFETIME = 180 * 24 * 3600
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="svcssl known device")
+
+
+def _known_device(name: str) -> bool:
+    """Does this browser show the signed cookie of a past successful login as ``name``?"""
+    value = request.cookies.get(DEVICE_COOKIE)
+    if not value:
+        return False
+    try:
+        return _device_signer().loads(value, max_age=DEVICE_LIFETIME).get("user") == name
+    except (BadSignature, AttributeError):
+        return False
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
     error = None
     status = 200
+    retry_after = None
     if request.method == "POST":
         if form.validate_on_submit():
+            name = form.username.data.strip()
             try:
-                user = authenticate(context(), form.username.data.strip(), form.password.data,
-                                    request.remote_addr or "-")
+                user = authenticate(context(), name, form.password.data, request.remote_addr or "-",
+                                    known_device=_known_device(name))
             except LoginThrottled as exc:
-                error, status = exc.message, 429
+                error, status, retry_after = exc.message, 429, exc.retry_after
             except LoginError as exc:
                 error, status = exc.message, 401
             else:
                 open_session(user, new_cpsess())
                 current_app.logger.info("login: %s from %s", user.name, request.remote_addr)
-                return redirect(_safe_next(request.args.get("next")))
+                response = redirect(_safe_next(request.args.get("next")))
+                response.set_cookie(DEVICE_COOKIE, _device_signer().dumps({"user": user.name}), max_age=DEVICE_LIFETIME,
+                                    path="/", secure=True, httponly=True, samesite="Strict")
+                return response
         else:
             status = 400
-    return render_template("auth/login.html", form=form, error=error), status
+    response = make_response(render_template("auth/login.html", form=form, error=error), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])

@@ -3,9 +3,11 @@
 Everything up to the request runs on one asyncio event loop, so an idle socket or a stalled
 ClientHello never holds a thread and never delays the accept of the next client:
 
-1. accept: a connection over the per-address or the total cap is closed at once;
-2. wait, on the loop, for the first bytes of the ClientHello: an idle socket costs a file
-   descriptor and a timer, no TLS state;
+1. accept: a connection over the per-client or the total cap is closed at once (a client is an
+   IPv4 address or an IPv6 /64, operations/clients.py);
+2. wait, on the loop, for the whole first record of the ClientHello (SO_RCVLOWAT: the socket wakes
+   the loop only when it is complete): an idle socket or a half-sent ClientHello costs a file
+   descriptor, its kernel buffer and a timer, no TLS state;
 3. the TLS handshake, finished within `handshake_timeout` of the accept;
 4. HTTP/1.1 with its own deadlines (http.py); each request goes to the WSGI app in a thread pool.
 """
@@ -20,8 +22,10 @@ import socket
 from collections import Counter
 from concurrent.futures import Executor
 
+from ...operations.clients import client_group
 from .certificate import PanelCertificate
-from .http import HttpConnection, Limits, Site
+from .http import HttpConnection, Limits, Shared, Site
+from .memory import give_back_memory
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 # 5 GB for 20,000 connections that send one byte each. 32 KiB holds two full TLS records.
 TLS_READ_BUFFER = 32 * 1024
 TLS_HANDSHAKE_RECORD = b"\x16"  # the first byte of every ClientHello
+TLS_RECORD_HEADER = 5  # type, version (2 bytes), length (2 bytes)
+TLS_MAX_RECORD = 16384 + 2048  # RFC 8446 section 5.1 (+ the expansion TLS 1.2 allows)
+TRIM_INTERVAL = 5.0  # seconds between looks at whether memory can go back to the system
+TRIM_DROP = 32  # ... after at least this many connections closed since the last time
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
 ACCEPT_PAUSE = 0.5  # seconds without accepting when out of file descriptors
 CLOSE_TIMEOUT = 2.0  # for the TLS close of a connection that ends normally
@@ -45,6 +53,8 @@ class TLSFront:
         self.waiting: dict[socket.socket, tuple[asyncio.TimerHandle, str]] = {}  # accepted, nothing received yet
         self.connections: dict[asyncio.Task, HttpConnection | None] = {}  # handshaking or serving
         self.refused = 0  # connections closed at once for a cap
+        self.shared = Shared.for_limits(limits, app)
+        self.peak = 0  # open connections at most since memory was last given back
         self.stopping = False
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,6 +70,16 @@ class TLSFront:
         self._listener = sock.dup()
         self._listener.setblocking(False)
         self._loop.add_reader(self._listener.fileno(), self._accept)
+        self._trimmer = self._loop.call_later(TRIM_INTERVAL, self._trim)
+
+    def _trim(self) -> None:
+        """After a crowd leaves, give the freed memory back to the system (glibc keeps it otherwise)."""
+        now_open = self.open_connections()
+        if self.peak - now_open >= TRIM_DROP:
+            give_back_memory()
+            self.peak = now_open
+        if not self.stopping:
+            self._trimmer = self._loop.call_later(TRIM_INTERVAL, self._trim)
 
     # --- 1. accept ---------------------------------------------------------------------------
 
@@ -77,7 +97,7 @@ class TLSFront:
                     self._loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                     return
                 continue  # ECONNABORTED and the like: that client is gone
-            address = peer[0]
+            address = client_group(peer[0], self.limits.ipv6_prefix)
             if self.per_address[address] >= self.limits.per_address or \
                     self.open_connections() >= self.limits.max_connections:
                 self._refuse(conn, address)
@@ -87,6 +107,7 @@ class TLSFront:
             deadline = self._loop.time() + self.limits.handshake_timeout
             self.waiting[conn] = (self._loop.call_at(deadline, self._give_up, conn, address), address)
             self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
+            self.peak = max(self.peak, self.open_connections())
 
     def _resume_accepting(self) -> None:
         if not self.stopping and self._listener is not None:
@@ -123,19 +144,46 @@ class TLSFront:
     def _first_bytes(self, conn: socket.socket, address: str, deadline: float) -> None:
         address = self._stop_waiting(conn)
         try:
-            first = conn.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):  # a spurious wake-up: wait again
+            complete = self._whole_first_record(conn)
+        except OSError:
+            complete = False  # gone, or not TLS: no TLS state for it
+        if complete is None:  # a spurious wake-up, or a ClientHello still coming: wait for the rest
             self.waiting[conn] = (self._loop.call_at(deadline, self._give_up, conn, address), address)
             self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
             return
-        except OSError:
-            first = b""
-        if first != TLS_HANDSHAKE_RECORD:  # gone before a byte, or not TLS: no TLS state for it
+        if not complete:
             self._release(address)
             conn.close()
             return
         task = self._loop.create_task(self._serve(conn, address, deadline))
         self.connections[task] = None
+
+    @staticmethod
+    def _whole_first_record(conn: socket.socket) -> bool | None:
+        """True: the first TLS record is all in the socket buffer; False: not TLS, or closed; None: not yet.
+
+        Until it is complete, SO_RCVLOWAT makes the socket wake the loop only when enough has come:
+        woken with less than that, the client has closed its side (or reset).
+        """
+        low_water = conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+        try:
+            head = conn.recv(TLS_RECORD_HEADER, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return None if low_water <= 1 else False
+        if head[:1] != TLS_HANDSHAKE_RECORD:
+            return False
+        if low_water > 1 and len(conn.recv(low_water, socket.MSG_PEEK)) < low_water:
+            return False
+        wanted = TLS_RECORD_HEADER
+        if len(head) == TLS_RECORD_HEADER:
+            wanted += int.from_bytes(head[3:5], "big")
+            if wanted > TLS_RECORD_HEADER + TLS_MAX_RECORD:
+                return False
+            if len(conn.recv(wanted, socket.MSG_PEEK)) >= wanted:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+                return True
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, wanted)
+        return None
 
     # --- 3. handshake, 4. HTTP ---------------------------------------------------------------
 
@@ -155,7 +203,7 @@ class TLSFront:
                 return
             writer = asyncio.StreamWriter(transport, protocol, reader, self._loop)
             http = HttpConnection(reader, writer, self.app, self.executor, self.limits, self.site,
-                                  lambda: self.stopping)
+                                  lambda: self.stopping, self.shared)
             self.connections[task] = http
             graceful = await http.serve()
         except (OSError, TimeoutError):
@@ -188,6 +236,7 @@ class TLSFront:
     async def stop(self, timeout: float) -> None:
         """Stop accepting; close idle connections; let requests in flight finish (up to `timeout`)."""
         self.stopping = True
+        self._trimmer.cancel()
         if self._listener is not None:
             self._loop.remove_reader(self._listener.fileno())
             self._listener.close()
