@@ -198,8 +198,7 @@ def test_the_session_cookie_has_the_host_prefix(served):
     base = served["url"]
     session = requests.Session()
     response = post_form(session, base, "/login", "/login", {"username": "bob", "password": BOB_PASSWORD})
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith(COOKIE + "=")
+    cookie = next(c for c in response.raw.headers.getlist("Set-Cookie") if c.startswith(COOKIE + "="))
     attributes = [a.strip().lower() for a in cookie.split(";")[1:]]
     assert "secure" in attributes and "path=/" in attributes and "httponly" in attributes
     assert not any(a.startswith("domain") for a in attributes)
@@ -224,7 +223,8 @@ def test_a_ten_megabyte_paste_gets_a_short_answer(served):
     assert "1,048,576-byte limit" in response.text  # it says how large an input may be
     long_name = "x" * 100_000
     login = post_form(requests.Session(), base, "/login", "/login", {"username": long_name, "password": "p"})
-    assert login.status_code == 400 and long_name[:1000] not in login.text and len(login.content) < 64 * 1024
+    # over the 64 KiB a request may carry before sign-in: 413 from the server itself
+    assert login.status_code == 413 and long_name[:1000] not in login.text and len(login.content) < 64 * 1024
     unknown = Api(base, "root", served["tokens"]["root"]).call("reset_service_ssl_certificate", "POST",
                                                                 service="s" * 100_000)
     reason = refused(unknown)
@@ -536,3 +536,96 @@ def test_a_login_link_opened_from_another_site_neither_signs_in_nor_ends_roots_s
     assert open_login_link(bob_browser, base, link).status_code == 302
     assert '<span class="who">bob' in bob_browser.get(base + "/", verify=False, timeout=30).text
     assert get(bob_browser, link).status_code == 401
+
+
+# --- issue 18, item 2: IPv6 clients by network, a brake per account -------------------------------
+
+def test_ipv6_clients_count_by_their_64_and_ipv4_by_address():
+    from svcssl.operations.clients import client_group
+
+    assert client_group("2001:db8:1:2::1") == client_group("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:3::1") != client_group("2001:db8:1:2::1")
+    assert client_group("2001:db8:1:2::1", 48) == client_group("2001:db8:1:ff::1", 48) == "2001:db8:1::/48"
+    assert client_group("::ffff:192.0.2.1") == "192.0.2.1" and client_group("192.0.2.1") != client_group("192.0.2.2")
+
+
+def test_the_login_throttle_counts_a_whole_ipv6_64_and_the_account_brake_spares_a_known_device(tmp_path):
+    from datetime import timedelta
+    from svcssl.operations.users import LoginError, LoginThrottled, authenticate
+
+    panel = make_panel(tmp_path)
+    now = [pki.NOW]
+    ctx = open_context(panel.settings, clock=lambda: now[0])
+    # 20 wrong guesses from 20 addresses of one /64: the whole /64 is throttled, another /64 is not
+    for n in range(20):
+        with pytest.raises(LoginError):
+            authenticate(ctx, f"nobody{n}", "wrong-password", f"2001:db8:aa:1::{n + 1:x}")
+    with pytest.raises(LoginThrottled):
+        authenticate(ctx, "root", ROOT_PASSWORD, "2001:db8:aa:1:9999::1")
+    assert authenticate(ctx, "root", ROOT_PASSWORD, "2001:db8:aa:2::1").name == "root"
+    # 10 failures for alice from 10 networks: the 11th attempt waits a minute, even with her password ...
+    for n in range(10):
+        with pytest.raises(LoginError) as failed:
+            authenticate(ctx, "alice", "wrong-password", f"2001:db8:{n + 1:x}::1")
+        assert not isinstance(failed.value, LoginThrottled) or n == 9
+    with pytest.raises(LoginThrottled) as braked:
+        authenticate(ctx, "alice", ALICE_PASSWORD, "198.51.100.7")
+    assert 55 <= braked.value.retry_after <= 61
+    # ... but not from her own browser (the signed known-device cookie of her last login)
+    assert authenticate(ctx, "alice", ALICE_PASSWORD, "198.51.100.8", known_device=True).name == "alice"
+    # the brake doubles with each further failure, capped at an hour
+    for n in range(12):
+        with pytest.raises(LoginThrottled) as braked:
+            authenticate(ctx, "alice", "wrong-password", f"203.0.113.{n + 1}")
+        now[0] += timedelta(seconds=braked.value.retry_after)
+        with pytest.raises(LoginError):
+            authenticate(ctx, "alice", "wrong-password", f"203.0.113.{n + 101}")
+    with pytest.raises(LoginThrottled) as braked:
+        authenticate(ctx, "alice", "wrong-password", "203.0.113.250")
+    assert 3599 <= braked.value.retry_after <= 3601  # capped at an hour
+    ctx.store.close()
+
+
+def test_the_login_form_answers_429_with_retry_after_and_lets_the_known_browser_in(tmp_path):
+    import http.client
+    import re as regex
+
+    from support.process import PanelProcess
+
+    panel = make_panel(tmp_path)
+    process = PanelProcess(panel.config, tmp_path / "serve.log").start()
+    port = int(process.url.rsplit(":", 1)[1])
+    tls = __import__("ssl")._create_unverified_context()
+
+    def login(source: str, password: str, cookies: dict) -> http.client.HTTPResponse:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=30, source_address=(source, 0))
+        header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        conn.request("GET", "/login", headers={"Cookie": header} if header else {})
+        page = conn.getresponse()
+        html = page.read().decode()
+        for value in page.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            cookies[name] = rest.split(";", 1)[0]
+        token = regex.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+        body = f"csrf_token={token}&username=alice&password={password}"
+        conn.request("POST", "/login", body=body, headers={
+            "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), "Referer": process.url + "/login",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        for value in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            cookies[name] = rest.split(";", 1)[0]
+        conn.close()
+        return response
+
+    try:
+        known: dict = {}
+        assert login("127.0.0.1", ALICE_PASSWORD, known).status == 302 and "__Host-svcssl_device" in known
+        for n in range(10):
+            assert login(f"127.0.1.{n + 1}", "wrong-password", {}).status == 401
+        braked = login("127.0.2.1", ALICE_PASSWORD, {})
+        assert braked.status == 429 and 1 <= int(braked.headers["Retry-After"]) <= 61
+        assert login("127.0.2.2", ALICE_PASSWORD, {"__Host-svcssl_device": known["__Host-svcssl_device"]}).status == 302
+    finally:
+        process.stop()

@@ -217,7 +217,8 @@ def authenticate(ctx: Context, name: str, password: str, remote: str, *, known_d
         if record.password_hash.startswith("scrypt$"):  # release 0.1's format: store werkzeug's instead
             ctx.store.set_password_hash(record.name, hash_password(password), record.password_changed_at)
         ctx.store.clear_login_attempts(key)
-        ctx.store.clear_login_attempts(account_key)
+        if not known_device:  # a login past the brake ends it; the known browser's does not (the attack may go on)
+            ctx.store.clear_login_attempts(account_key)
         ctx.store.uncount_login_attempt(address_key, THROTTLE_ADDRESS_FAILURES)  # only failures count per address
         return _panel_user(record)
     if record is not None:  # failures for names that do not exist are throttled, not written to the audit log

@@ -29,6 +29,8 @@ READ_SIZE = 64 * 1024
 MAX_HEAD = 32 * 1024  # request line and headers; more answers 431
 NO_BODY_STATUS = {204, 304}
 HEAD_END = b"\r\n\r\n"
+LINGER_SECONDS = 2.0  # after an early answer (413), what the client still sends is read and dropped ...
+LINGER_BYTES = 1024 * 1024  # ... up to this much
 HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a field line: everything below SP but HT, and DEL
 
@@ -93,20 +95,29 @@ class Limits:
 
 
 class BodyBudget:
-    """Request-body bytes held in memory by all connections together (used on the event loop only)."""
+    """Request-body bytes held in memory by all connections together (used on the event loop only).
+
+    Requests without a signed session cookie may hold half of it: the other half stays for the
+    signed-in, whatever strangers send.
+    """
 
     def __init__(self, total: int):
         self.total = total
         self.used = 0
+        self.used_by_strangers = 0
 
-    def take(self, size: int) -> bool:
-        if self.used + size > self.total:
+    def take(self, size: int, signed_in: bool) -> bool:
+        if self.used + size > self.total or (not signed_in and self.used_by_strangers + size > self.total // 2):
             return False
         self.used += size
+        if not signed_in:
+            self.used_by_strangers += size
         return True
 
-    def give(self, size: int) -> None:
+    def give(self, size: int, signed_in: bool) -> None:
         self.used -= size
+        if not signed_in:
+            self.used_by_strangers -= size
 
 
 class Shared:
@@ -165,8 +176,9 @@ class BudgetSpent(Exception):
 class BodyState:
     """The body being read: when it started, bytes received (framing included), bytes held in the budget."""
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, signed_in: bool):
         self.started = started
+        self.signed_in = signed_in
         self.raw = 0
         self.held = 0
         self.spooling = False
@@ -259,7 +271,7 @@ class HttpConnection:
             return
         self.body.raw += len(data)
         if not self.body.spooling:
-            if not self.shared.budget.take(len(data)):
+            if not self.shared.budget.take(len(data), self.body.signed_in):
                 raise BudgetSpent()
             self.body.held += len(data)
 
@@ -300,7 +312,7 @@ class HttpConnection:
     async def _answer(self, request: h11.Request) -> bool:
         """Read the body, run the app, write its response. False: the connection must close."""
         signed_in = self.shared.signed_in(request)
-        self.body = BodyState(asyncio.get_running_loop().time())
+        self.body = BodyState(asyncio.get_running_loop().time(), signed_in)
         try:
             try:
                 body = await self._read_body(request, signed_in)
@@ -319,9 +331,10 @@ class HttpConnection:
             if isinstance(body, h11.ConnectionClosed):
                 return False
             too_large = isinstance(body, int)
-            if too_large and not signed_in and body <= self.limits.max_body:
+            if too_large and body <= self.limits.max_body:  # over the cap without a session (the app's: its words)
                 await self._error(413, f"Payload too large: without a signed-in session a request may carry "
                                        f"{self.limits.unauthenticated_body:,} bytes at most")
+                await self._linger()
                 return False
             # too large: the app sees the size and no body, and answers 413 in its own words; then close
             environ = self._environ(request, b"" if too_large else body, length=body if too_large else None)
@@ -338,10 +351,22 @@ class HttpConnection:
         await self._send_response(request, status, headers, content, close=closing)
         return not closing
 
+    async def _linger(self) -> None:
+        """Read and drop what the client still sends (a little, briefly) so that closing does not reset
+        the connection before it has read the answer (nginx's lingering close)."""
+        self._end_body()
+        dropped = 0
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                while dropped < LINGER_BYTES and (data := await self.reader.read(READ_SIZE)):
+                    dropped += len(data)
+        except (TimeoutError, OSError):
+            pass
+
     def _end_body(self) -> None:
         state, self.body = self.body, None
         if state is not None and state.held:
-            self.shared.budget.give(state.held)
+            self.shared.budget.give(state.held, state.signed_in)
         spool = getattr(self, "_spool", None)
         if spool is not None:
             self._spool = None
@@ -350,9 +375,12 @@ class HttpConnection:
     async def _read_body(self, request: h11.Request, signed_in: bool) -> bytes | io.IOBase | int | h11.ConnectionClosed:
         """The body (in memory, or in a temporary file when large); or its size when over the cap, unread.
 
-        Without a signed session cookie the cap is Limits.unauthenticated_body (the login form).
+        Without a signed session cookie the cap is Limits.unauthenticated_body (the login form), unless
+        the request has an Authorization header (an API call: the app checks it); neither is ever spooled.
         """
-        cap = self.limits.max_body if signed_in else min(self.limits.max_body, self.limits.unauthenticated_body)
+        credentials = any(name == b"authorization" for name, _ in request.headers)
+        cap = self.limits.max_body if signed_in or credentials else \
+            min(self.limits.max_body, self.limits.unauthenticated_body)
         length = next((int(v) for k, v in request.headers if k == b"content-length"), None)
         if length is not None and length > cap:
             return length
@@ -366,7 +394,7 @@ class HttpConnection:
                     size += len(event.data)
                     if size > cap or (not signed_in and self.body.raw > 2 * cap + READ_SIZE):  # framing counts
                         return max(size, cap + 1)
-                    if self._spool is None and size > self.limits.spool_above:
+                    if signed_in and self._spool is None and size > self.limits.spool_above:
                         self._start_spool(body)
                         body = bytearray()
                     if self._spool is not None:
@@ -386,7 +414,7 @@ class HttpConnection:
         self._spool = tempfile.TemporaryFile(dir=self.limits.spool_dir)
         self._spool.write(start)
         self.body.spooling = True
-        self.shared.budget.give(self.body.held)
+        self.shared.budget.give(self.body.held, self.body.signed_in)
         self.body.held = 0
 
     def _environ(self, request: h11.Request, body, length: int | None = None) -> dict:
