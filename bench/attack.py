@@ -99,35 +99,38 @@ class Peak(threading.Thread):
             time.sleep(0.2)
 
 
-async def body_sender(port: int, source: str, until: float, counters: dict) -> None:
+def body_sender(port: int, source: str, until: float, counters: dict) -> None:
+    """One attacker: an endless chunked body of one-byte chunks; a new connection whenever cut off."""
     chunk = b"1\r\na\r\n" * 2048
     while time.monotonic() < until:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS, local_addr=(source, 0),
-                                                           server_hostname="mail.example.com")
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+            tls = TLS.wrap_socket(raw, server_hostname="mail.example.com")
         except (OSError, ssl.SSLError):
             counters["refused"] += 1
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
             continue
         counters["connections"] += 1
         try:
-            writer.write(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
+            tls.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n")
             while time.monotonic() < until:
-                writer.write(chunk)
-                await writer.drain()
-                if reader.at_eof():
-                    break
-        except (OSError, ssl.SSLError, ConnectionError):
+                tls.sendall(chunk)
+        except (OSError, ssl.SSLError):
             pass
         finally:
-            writer.transport.abort()
+            tls.close()
 
 
-async def bodies(port: int, seconds: float) -> dict:
+def bodies(port: int, seconds: float) -> dict:
     counters = {"connections": 0, "refused": 0}
     until = time.monotonic() + seconds
-    await asyncio.gather(*(body_sender(port, f"127.0.3.{i % 16 + 1}", until, counters) for i in range(512)))
+    threads = [threading.Thread(target=body_sender, args=(port, f"127.0.3.{i % 16 + 1}", until, counters), daemon=True)
+               for i in range(512)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return counters
 
 
@@ -238,7 +241,7 @@ def main() -> None:
             peak = Peak(proc.pid)
             peak.start()
             prober.phase = "bodies"
-            counters = asyncio.run(bodies(port, args.seconds))
+            counters = bodies(port, args.seconds)
             peak.done.set()
             prober.phase = "after bodies"
             time.sleep(30)

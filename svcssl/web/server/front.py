@@ -33,12 +33,18 @@ log = logging.getLogger(__name__)
 # 5 GB for 20,000 connections that send one byte each. 32 KiB holds two full TLS records.
 TLS_READ_BUFFER = 32 * 1024
 TLS_HANDSHAKE_RECORD = b"\x16"  # the first byte of every ClientHello
+STREAM_LIMIT = 16 * 1024  # decrypted bytes a connection buffers (twice this) before reading pauses
 TLS_RECORD_HEADER = 5  # type, version (2 bytes), length (2 bytes)
 TLS_MAX_RECORD = 16384 + 2048  # RFC 8446 section 5.1 (+ the expansion TLS 1.2 allows)
 TRIM_INTERVAL = 5.0  # seconds between looks at whether memory can go back to the system
 TRIM_DROP = 32  # ... after at least this many connections closed since the last time
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
 ACCEPT_PAUSE = 0.5  # seconds without accepting when out of file descriptors
+# When the loop runs late (more ready work than it can do), new connections wait in the kernel's
+# backlog and accepted ones wait before their TLS handshake (the costly part): the connections that
+# are already serving (a signed-in browser's keep-alive connection) keep their turn.
+LAG_INTERVAL = 0.05  # seconds between looks at the loop's lateness
+LAG_LIMIT = 0.03  # seconds late: overloaded
 CLOSE_TIMEOUT = 2.0  # for the TLS close of a connection that ends normally
 
 
@@ -71,6 +77,26 @@ class TLSFront:
         self._listener.setblocking(False)
         self._loop.add_reader(self._listener.fileno(), self._accept)
         self._trimmer = self._loop.call_later(TRIM_INTERVAL, self._trim)
+        self.overloaded = False
+        self._accepting = True
+        self._paused_until = 0.0
+        self._lag_timer = self._loop.call_later(LAG_INTERVAL, self._watch_lag, self._loop.time() + LAG_INTERVAL)
+
+    def _watch_lag(self, expected: float) -> None:
+        now = self._loop.time()
+        self.overloaded = now - expected > LAG_LIMIT
+        self._set_accepting(not self.overloaded and now >= self._paused_until)
+        if not self.stopping:
+            self._lag_timer = self._loop.call_later(LAG_INTERVAL, self._watch_lag, now + LAG_INTERVAL)
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting == self._accepting or self.stopping or self._listener is None:
+            return
+        self._accepting = accepting
+        if accepting:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+        else:
+            self._loop.remove_reader(self._listener.fileno())
 
     def _trim(self) -> None:
         """After a crowd leaves, give the freed memory back to the system (glibc keeps it otherwise)."""
@@ -93,8 +119,8 @@ class TLSFront:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("out of file descriptors or memory (%s): not accepting for %.1f s", exc,
                                 ACCEPT_PAUSE)
-                    self._loop.remove_reader(self._listener.fileno())
-                    self._loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                    self._paused_until = self._loop.time() + ACCEPT_PAUSE
+                    self._set_accepting(False)
                     return
                 continue  # ECONNABORTED and the like: that client is gone
             address = client_group(peer[0], self.limits.ipv6_prefix)
@@ -108,10 +134,6 @@ class TLSFront:
             self.waiting[conn] = (self._loop.call_at(deadline, self._give_up, conn, address), address)
             self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
             self.peak = max(self.peak, self.open_connections())
-
-    def _resume_accepting(self) -> None:
-        if not self.stopping and self._listener is not None:
-            self._loop.add_reader(self._listener.fileno(), self._accept)
 
     def _refuse(self, conn: socket.socket, address: str) -> None:
         self.refused += 1
@@ -142,6 +164,10 @@ class TLSFront:
         conn.close()
 
     def _first_bytes(self, conn: socket.socket, address: str, deadline: float) -> None:
+        if self.overloaded:  # the handshake waits (within its deadline) until the loop has caught up
+            self._loop.remove_reader(conn.fileno())
+            self._loop.call_later(LAG_INTERVAL, self._wait_again, conn, address, deadline)
+            return
         address = self._stop_waiting(conn)
         try:
             complete = self._whole_first_record(conn)
@@ -157,6 +183,10 @@ class TLSFront:
             return
         task = self._loop.create_task(self._serve(conn, address, deadline))
         self.connections[task] = None
+
+    def _wait_again(self, conn: socket.socket, address: str, deadline: float) -> None:
+        if conn in self.waiting:  # not given up on meanwhile
+            self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
 
     @staticmethod
     def _whole_first_record(conn: socket.socket) -> bool | None:
@@ -192,7 +222,7 @@ class TLSFront:
         writer = None
         graceful = False
         try:
-            reader = asyncio.StreamReader()
+            reader = asyncio.StreamReader(limit=STREAM_LIMIT)
             protocol = asyncio.StreamReaderProtocol(reader)
             remaining = max(0.05, deadline - self._loop.time())
             try:
@@ -237,8 +267,10 @@ class TLSFront:
         """Stop accepting; close idle connections; let requests in flight finish (up to `timeout`)."""
         self.stopping = True
         self._trimmer.cancel()
+        self._lag_timer.cancel()
         if self._listener is not None:
-            self._loop.remove_reader(self._listener.fileno())
+            if self._accepting:
+                self._loop.remove_reader(self._listener.fileno())
             self._listener.close()
             self._listener = None
         for conn in list(self.waiting):

@@ -29,8 +29,12 @@ READ_SIZE = 64 * 1024
 MAX_HEAD = 32 * 1024  # request line and headers; more answers 431
 NO_BODY_STATUS = {204, 304}
 HEAD_END = b"\r\n\r\n"
+# h11 spends a few microseconds of Python on each chunk of a chunked body: one-byte chunks would cost
+# the event loop ~20 ms per 64 KiB read. Browsers send no chunked bodies; curl's chunks are kilobytes.
+MAX_SMALL_CHUNKS = 64  # chunks a body may have ...
+SMALL_CHUNK = 4096  # ... averaging less than this size
 LINGER_SECONDS = 2.0  # after an early answer (413), what the client still sends is read and dropped ...
-LINGER_BYTES = 1024 * 1024  # ... up to this much
+LINGER_BYTES = 256 * 1024  # ... up to this much
 HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a field line: everything below SP but HT, and DEL
 
@@ -209,6 +213,7 @@ class HttpConnection:
         self.shared = shared or Shared.for_limits(limits, app)
         self.body: BodyState | None = None  # while a request body is read
         self._spool = None  # the temporary file of a large body
+        self.cut_off = False  # close without the TLS goodbye (an abusive client)
         self.busy = False  # between a request's head and the end of its response
 
     async def serve(self) -> bool:
@@ -235,7 +240,7 @@ class HttpConnection:
             self.busy = True
             try:
                 if not await self._answer(request):
-                    return True
+                    return not self.cut_off
             finally:
                 self.busy = False
             if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE or self.stopping():
@@ -327,6 +332,7 @@ class HttpConnection:
                 return False
             except h11.RemoteProtocolError as exc:
                 await self._error(exc.error_status_hint, error_reason(exc))
+                self.cut_off = True  # not an honest client's mistake: no lingering for it
                 return False
             if isinstance(body, h11.ConnectionClosed):
                 return False
@@ -386,12 +392,16 @@ class HttpConnection:
             return length
         if self.h11.they_are_waiting_for_100_continue:
             await self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
-        body, size = bytearray(), 0  # one buffer: no per-chunk objects (one-byte chunks cost nothing extra)
+        body, size, pieces = bytearray(), 0, 0  # one buffer: no per-chunk objects
         async with asyncio.timeout(self.limits.body_timeout):
             while True:
                 event = await self._next_event()
                 if isinstance(event, h11.Data):
                     size += len(event.data)
+                    pieces += 1 if event.chunk_start else 0  # chunked bodies only: a chunk's first piece
+                    if pieces > MAX_SMALL_CHUNKS and size < pieces * SMALL_CHUNK:
+                        raise FramingError(f"Bad request: a chunked body in pieces of {size // pieces:,} bytes on "
+                                           f"average (at least {SMALL_CHUNK:,} are needed)")
                     if size > cap or (not signed_in and self.body.raw > 2 * cap + READ_SIZE):  # framing counts
                         return max(size, cap + 1)
                     if signed_in and self._spool is None and size > self.limits.spool_above:
