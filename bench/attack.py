@@ -159,7 +159,7 @@ async def hello_holder(port: int, source: str, data: bytes, until: float, counte
             if remaining > 0:
                 try:
                     await asyncio.wait_for(loop.sock_recv(sock, 1), remaining)  # until the server lets go
-                except asyncio.TimeoutError:
+                except (asyncio.TimeoutError, ConnectionError):
                     pass
         except OSError:
             counters["refused"] += 1
@@ -186,14 +186,13 @@ async def pipeliner(port: int, source: str, count: int, counters: dict) -> None:
     try:
         writer.write(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n" * count)
         await writer.drain()
+        tail = b""
         while True:
-            line = await reader.readline()
-            if not line:
+            data = await reader.read(65536)
+            if not data:
                 break
-            if line.startswith(b"HTTP/1.1 "):
-                counters["answers"] += 1
-                if counters["answers"] % 5000 == 0:
-                    pass
+            counters["answers"] += (tail + data).count(b"HTTP/1.1 ") - tail.count(b"HTTP/1.1 ")
+            tail = data[-8:]
     except (OSError, ssl.SSLError, ConnectionError):
         pass
     finally:
