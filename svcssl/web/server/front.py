@@ -43,6 +43,12 @@ ACCEPT_PAUSE = 0.5  # seconds without accepting when out of file descriptors
 # When the loop runs late (more ready work than it can do), new connections wait in the kernel's
 # backlog and accepted ones wait before their TLS handshake (the costly part): the connections that
 # are already serving (a signed-in browser's keep-alive connection) keep their turn.
+# A client (address or IPv6 network) whose connections keep ending in protocol errors (bad framing,
+# bodies over the cap or in tiny chunks, trickled bodies) has its new connections closed at accept
+# for a while: such a stream costs a TLS handshake each, and no browser sends it.
+ABUSE_WINDOW = 10.0  # seconds
+ABUSE_LIMIT = 20  # connections ended in a protocol error within the window ...
+ABUSE_PENALTY = 30.0  # ... closes the client's new connections at once for this many seconds
 LAG_INTERVAL = 0.05  # seconds between looks at the loop's lateness
 LAG_LIMIT = 0.03  # seconds late: overloaded
 CLOSE_TIMEOUT = 2.0  # for the TLS close of a connection that ends normally
@@ -61,6 +67,8 @@ class TLSFront:
         self.refused = 0  # connections closed at once for a cap
         self.shared = Shared.for_limits(limits, app)
         self.peak = 0  # open connections at most since memory was last given back
+        self.abuse: dict[str, tuple[int, float]] = {}  # client -> (protocol errors, since)
+        self.penalized: dict[str, float] = {}  # client -> until
         self.stopping = False
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +132,9 @@ class TLSFront:
                     return
                 continue  # ECONNABORTED and the like: that client is gone
             address = client_group(peer[0], self.limits.ipv6_prefix)
+            if self.penalized and self._penalized(address):
+                self._refuse(conn, address)
+                continue
             if self.per_address[address] >= self.limits.per_address or \
                     self.open_connections() >= self.limits.max_connections:
                 self._refuse(conn, address)
@@ -134,6 +145,32 @@ class TLSFront:
             self.waiting[conn] = (self._loop.call_at(deadline, self._give_up, conn, address), address)
             self._loop.add_reader(conn.fileno(), self._first_bytes, conn, address, deadline)
             self.peak = max(self.peak, self.open_connections())
+
+    def _penalized(self, address: str) -> bool:
+        until = self.penalized.get(address)
+        if until is None:
+            return False
+        if until > self._loop.time():
+            return True
+        del self.penalized[address]
+        return False
+
+    def _note_abuse(self, address: str) -> None:
+        now = self._loop.time()
+        count, since = self.abuse.get(address, (0, now))
+        if now - since > ABUSE_WINDOW:
+            count, since = 0, now
+        count += 1
+        if count >= ABUSE_LIMIT:
+            self.abuse.pop(address, None)
+            self.penalized[address] = now + ABUSE_PENALTY
+            log.warning("client %s: %d protocol errors in %.0f s: new connections refused for %.0f s", address,
+                        count, now - since, ABUSE_PENALTY)
+        else:
+            self.abuse[address] = (count, since)
+        if len(self.abuse) > 10_000:  # bounded: forget the oldest half
+            for key in sorted(self.abuse, key=lambda k: self.abuse[k][1])[:5_000]:
+                del self.abuse[key]
 
     def _refuse(self, conn: socket.socket, address: str) -> None:
         self.refused += 1
@@ -239,6 +276,9 @@ class TLSFront:
         except (OSError, TimeoutError):
             pass
         finally:
+            http = self.connections.get(task)
+            if http is not None and http.misbehaved:
+                self._note_abuse(address)
             self._release(address)
             del self.connections[task]
             if writer is None:

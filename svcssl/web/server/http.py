@@ -214,6 +214,7 @@ class HttpConnection:
         self.body: BodyState | None = None  # while a request body is read
         self._spool = None  # the temporary file of a large body
         self.cut_off = False  # close without the TLS goodbye (an abusive client)
+        self.misbehaved = False  # answered with a protocol error (400, 408, 413, 431, 505 …)
         self.busy = False  # between a request's head and the end of its response
 
     async def serve(self) -> bool:
@@ -501,6 +502,7 @@ class HttpConnection:
 
     async def _error(self, code: int, text: str, extra: list | None = None) -> None:
         """A short plain-text error, then the connection closes (only if no response was begun)."""
+        self.misbehaved = True
         body = f"{code} {text}\n".encode()
         try:
             data = self.h11.send(h11.Response(status_code=code, reason=text.encode(), headers=[
