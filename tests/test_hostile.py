@@ -471,6 +471,45 @@ def _shrouded(key: bytes) -> bytes:
     return _seq(_oid(SHROUDED_BAG), _tlv(0xA0, key))
 
 
+def _encrypted_part(bags: list[bytes], password: bytes) -> bytes:
+    """A ContentInfo of type encryptedData (PBES2, PBKDF2 2,048 rounds, AES-256-CBC) holding these bags."""
+    from cryptography.hazmat.primitives import hashes, padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    salt, iv = b"s" * 16, b"i" * 16
+    key = PBKDF2HMAC(hashes.SHA256(), 32, salt, 2048).derive(password)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    blob = encryptor.update(padder.update(_seq(*bags)) + padder.finalize()) + encryptor.finalize()
+    kdf = _seq(_oid(PBKDF2), _seq(_tlv(0x04, salt), _int(2048), _seq(_oid("1.2.840.113549.2.9"), _tlv(0x05, b""))))
+    scheme = _seq(_oid(PBES2), _seq(kdf, _seq(_oid(AES256_CBC), _tlv(0x04, iv))))
+    encrypted_data = _seq(_int(0), _seq(_oid(DATA), scheme, _tlv(0x80, blob)))
+    return _seq(_oid("1.2.840.113549.1.7.6"), _tlv(0xA0, encrypted_data))
+
+
+def test_a_costly_key_bag_hidden_inside_an_encrypted_part_is_stopped_by_the_cpu_limit():
+    """Invisible before decryption: the child process that opens the file runs out of CPU time, and says so."""
+    from svcssl.errors import InputError
+    from svcssl.x509.parse import read_pkcs12
+
+    hidden = _shrouded(_encrypted_key(_pbkdf2(30_000_000)))  # ~10 s of CPU if it were derived
+    auth_safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(_encrypted_part([hidden], b"pw")))))
+    pfx = _seq(_int(3), auth_safe)  # no MAC: optional in PKCS#12
+    with pytest.raises(InputError) as caught:
+        read_pkcs12(pfx, b"pw")
+    assert "more than 2 s of CPU to open" in caught.value.message, caught.value.message
+    # an ordinary export still opens, and a wrong password is still called one
+    leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(67))
+    fine = pkcs12.serialize_key_and_certificates(b"x", key, leaf, None, __import__(
+        "cryptography.hazmat.primitives.serialization", fromlist=["BestAvailableEncryption"]).BestAvailableEncryption(b"pw"))
+    opened = read_pkcs12(fine, b"pw")
+    assert opened.keys[0].private_numbers() == key.private_numbers() and opened.certificates[0] == leaf
+    with pytest.raises(InputError) as caught:
+        read_pkcs12(fine, b"nope")
+    assert "password is wrong" in caught.value.message
+
+
 def test_scrypt_nested_and_many_bags_are_counted_before_any_derivation():
     from svcssl.x509.parse import read_pkcs12, read_private_key
     from svcssl.errors import InputError
