@@ -3,7 +3,7 @@
 Run by hand (not collected by pytest):
 
     .venv/bin/python bench/attack.py                   # all three attacks
-    .venv/bin/python bench/attack.py --only bodies     # or: hellos, pipeline
+    .venv/bin/python bench/attack.py --only bodies     # or: forms, hellos, pipeline
 
 It starts `svcssl serve` on a free loopback port (bench/panel.py's throw-away config), logs in as
 root, and keeps loading the service page on root's keep-alive connection (5 a second) through:
@@ -11,12 +11,14 @@ root, and keeps loading the service page on root's keep-alive connection (5 a se
   * bodies:   512 unauthenticated TLS connections (from 127.0.3.1-127.0.3.16) each sending an
               endless chunked body of one-byte chunks to POST /login, reconnecting when cut off,
               for --seconds; then all close, and the server's memory is read 30 s later;
+  * forms:    512 unauthenticated keep-alive connections (from 127.0.6.1-127.0.6.16) posting 60 KB
+              login forms (under the 64 KiB cap: the app reads and refuses them), for --seconds;
   * hellos:   2,000 connections (from 127.0.4.1-127.0.4.40) holding half a TLS ClientHello,
               re-opened when the server drops them, for --seconds;
   * pipeline: 512 TLS connections each sending 200 pipelined GET /login at once, reading the answers.
 
 It prints the server's resident memory (VmRSS: at the start, peak during, 30 s after) and the p95 of
-root's page during each attack. Targets (issue 18): bodies < 300 MB peak and < 150 MB 30 s after;
+root's page during each attack. Targets (issue 18): bodies and forms < 300 MB peak and < 150 MB 30 s after;
 hellos < 150 MB; root's page p95 < 300 ms throughout.
 """
 
@@ -134,6 +136,48 @@ def bodies(port: int, seconds: float) -> dict:
     return counters
 
 
+def form_sender(port: int, source: str, until: float, counters: dict) -> None:
+    """One attacker: 60 KB login forms (under the 64 KiB cap, so the app reads them), on keep-alive."""
+    body = b"username=root&password=" + b"p" * 60_000
+    request = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    while time.monotonic() < until:
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+            tls = TLS.wrap_socket(raw, server_hostname="mail.example.com")
+        except (OSError, ssl.SSLError):
+            counters["refused"] += 1
+            time.sleep(0.2)
+            continue
+        counters["connections"] += 1
+        try:
+            response = http.client.HTTPResponse(tls)
+            while time.monotonic() < until:
+                tls.sendall(request)
+                response = http.client.HTTPResponse(tls)
+                response.begin()
+                response.read()
+                counters["answers"] += 1
+                if response.will_close:
+                    break
+        except (OSError, ssl.SSLError, http.client.HTTPException):
+            pass
+        finally:
+            tls.close()
+
+
+def forms(port: int, seconds: float) -> dict:
+    counters = {"connections": 0, "refused": 0, "answers": 0}
+    until = time.monotonic() + seconds
+    threads = [threading.Thread(target=form_sender, args=(port, f"127.0.6.{i % 16 + 1}", until, counters), daemon=True)
+               for i in range(512)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counters
+
+
 def half_hello() -> bytes:
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = TLS.wrap_bio(incoming, outgoing, server_hostname="mail.example.com")
@@ -211,7 +255,7 @@ async def pipeline(port: int, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("bodies", "hellos", "pipeline"))
+    parser.add_argument("--only", choices=("bodies", "forms", "hellos", "pipeline"))
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each attack (default 20)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -253,6 +297,23 @@ def main() -> None:
             print(f"  root's page during: {prober.p95('bodies')}")
             results += [("bodies peak", peak.peak < 300), ("bodies after", after < 150),
                         ("bodies p95", prober.p95_ms("bodies") < 300)]
+        if args.only in (None, "forms"):
+            peak = Peak(proc.pid)
+            peak.start()
+            prober.phase = "forms"
+            counters = forms(port, args.seconds)
+            peak.done.set()
+            prober.phase = "after forms"
+            time.sleep(30)
+            after = rss_mb(proc.pid)
+            print(f"forms: 512 unauthenticated keep-alive connections posting 60 KB login forms for {args.seconds:.0f} s "
+                  f"({counters['connections']} connections, {counters['answers']} answers, {counters['refused']} refused)")
+            print(f"  VmRSS peak {peak.peak:.1f} MB (target < 300: {'met' if peak.peak < 300 else 'NOT met'}), "
+                  f"30 s after {after:.1f} MB (target < 150: {'met' if after < 150 else 'NOT met'}; "
+                  f"{after - start_rss:+.1f} MB from the start)")
+            print(f"  root's page during: {prober.p95('forms')}")
+            results += [("forms peak", peak.peak < 300), ("forms after", after < 150),
+                        ("forms p95", prober.p95_ms("forms") < 300)]
         if args.only in (None, "hellos"):
             peak = Peak(proc.pid)
             peak.start()
