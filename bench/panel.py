@@ -94,7 +94,7 @@ def connect(port: int) -> http.client.HTTPSConnection:
 
 def cookie_of(response: http.client.HTTPResponse) -> str | None:
     for header, value in response.getheaders():
-        if header.lower() == "set-cookie" and value.startswith("svcssl_session="):
+        if header.lower() == "set-cookie" and value.startswith("__Host-svcssl_session="):
             return value.split(";", 1)[0]
     return None
 

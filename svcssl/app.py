@@ -116,7 +116,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
         SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SAMESITE="Strict",  # never sent with another site's requests, navigations included
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         # Bodies up to 16 MiB are read so an oversized field gets its own message (400);
@@ -131,6 +131,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     for blueprint in (auth.bp, service_ssl.bp, browse.bp, maintenance.bp, resellers.bp, users.bp, tokens.bp, audit.bp,
                       api.bp, metrics.bp):
         app.register_blueprint(blueprint)
+    app.before_request(auth.bounce_cross_site_navigation)
     app.before_request(auth.load_user)
 
     @app.after_request

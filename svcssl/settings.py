@@ -287,6 +287,12 @@ class CertificateSettings:
 @dataclass(frozen=True)
 class LimitSettings:
     max_input_bytes: int = setting(1024 * 1024, int, minimum=16 * 1024)
+    # request bodies held in memory by `svcssl serve`, all connections together (larger uploads go to a file)
+    request_body_budget: int = setting(64 * 1024 * 1024, int, minimum=1024 * 1024)
+    # the body of a request without a signed-in session (the login form needs a few KiB)
+    unauthenticated_body_bytes: int = setting(64 * 1024, int, minimum=4 * 1024, maximum=16 * 1024 * 1024)
+    # IPv6 clients are counted by this prefix for connection caps and login throttles (IPv4 by address)
+    ipv6_prefix: int = setting(64, int, minimum=16, maximum=128)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from support.config import require_binaries, tree_state
 from support.panel import BOB_PASSWORD, HOST, make_panel
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token, revoke_token
-from support.api import Api, ok, refused
+from support.api import Api, ok, on, open_login_link, refused
 from support.bad_input import CASES
 from support.process import PanelProcess
 
@@ -184,11 +184,18 @@ def test_create_user_session_and_the_browser_prefix(server, root):
     body = ok(root.call("create_user_session", user="root", service="whostmgrd"))
     data = body["data"]
     assert data["cp_security_token"].startswith("/cpsess") and data["session"]
-    assert data["url"].startswith(server["url"] + data["cp_security_token"] + "/login/?session=")
+    port = server["url"].rsplit(":", 1)[1]
+    # the link names the configured hostname, whatever Host header the API call carried
+    assert data["url"].startswith(f"https://{HOST}:{port}" + data["cp_security_token"] + "/login/?session=")
+    forged = ok(root.call("create_user_session", user="root", service="whostmgrd",
+                          headers={**root.headers, "Host": "evil.example"}))
+    assert "evil.example" not in forged["data"]["url"]
     browser = requests.Session()
-    landing = browser.get(data["url"], timeout=30, verify=False)
+    confirmed = open_login_link(browser, server["url"], data["url"])
+    assert confirmed.status_code == 302
+    landing = browser.get(server["url"] + confirmed.headers["Location"], timeout=30, verify=False)
     assert landing.status_code == 200 and "Manage Service SSL Certificates" in landing.text
-    assert browser.get(data["url"], timeout=30, verify=False).status_code == 401  # one-time
+    assert browser.get(on(server["url"], data["url"]), timeout=30, verify=False).status_code == 401  # one-time
     prefix = data["cp_security_token"]
     cookie_call = browser.get(f"{server['url']}{prefix}/json-api/fetch_service_ssl_components?api.version=1",
                               timeout=30, verify=False)

@@ -26,7 +26,7 @@ from svcssl.discovery.cabundles import AiaFetcher, build_chain
 from svcssl.operations.context import open_context
 from svcssl.operations.tokens import create_token
 from svcssl.operations.users import delete_user, set_password
-from support.api import Api, ok, refused
+from support.api import Api, ok, on, open_login_link, refused
 from support.process import PanelProcess
 
 COOKIE = "__Host-svcssl_session"
@@ -176,8 +176,7 @@ def test_a_cross_site_request_with_the_browser_session_is_refused(served):
     base = served["url"]
     browser = browser_login(base, "root", ROOT_PASSWORD)
     body = ok(Api(base, "root", served["tokens"]["root"]).call("create_user_session", user="root", service="whostmgrd"))
-    landing = browser.get(body["data"]["url"], verify=False, timeout=30)
-    assert landing.status_code == 200
+    assert open_login_link(browser, base, body["data"]["url"]).status_code == 302
     prefix = body["data"]["cp_security_token"]
     url = f"{base}{prefix}/json-api/fetch_service_ssl_components?api.version=1"
     assert "another site" in refused(browser.get(url, headers={"Sec-Fetch-Site": "cross-site"}, verify=False,
@@ -199,8 +198,7 @@ def test_the_session_cookie_has_the_host_prefix(served):
     base = served["url"]
     session = requests.Session()
     response = post_form(session, base, "/login", "/login", {"username": "bob", "password": BOB_PASSWORD})
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith(COOKIE + "=")
+    cookie = next(c for c in response.raw.headers.getlist("Set-Cookie") if c.startswith(COOKIE + "="))
     attributes = [a.strip().lower() for a in cookie.split(";")[1:]]
     assert "secure" in attributes and "path=/" in attributes and "httponly" in attributes
     assert not any(a.startswith("domain") for a in attributes)
@@ -225,7 +223,8 @@ def test_a_ten_megabyte_paste_gets_a_short_answer(served):
     assert "1,048,576-byte limit" in response.text  # it says how large an input may be
     long_name = "x" * 100_000
     login = post_form(requests.Session(), base, "/login", "/login", {"username": long_name, "password": "p"})
-    assert login.status_code == 400 and long_name[:1000] not in login.text and len(login.content) < 64 * 1024
+    # over the 64 KiB a request may carry before sign-in: 413 from the server itself
+    assert login.status_code == 413 and long_name[:1000] not in login.text and len(login.content) < 64 * 1024
     unknown = Api(base, "root", served["tokens"]["root"]).call("reset_service_ssl_certificate", "POST",
                                                                 service="s" * 100_000)
     reason = refused(unknown)
@@ -404,3 +403,268 @@ def test_the_aia_download_uses_the_checked_address_no_proxy_and_few_urls(monkeyp
         assert result.missing and sum(http.hits[f"/missing-{n}.der"] for n in range(6)) == 2
     finally:
         http.stop()
+
+
+# --- issue 18, item 3: every key derivation counted before any is run ------------------------------
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def _seq(*parts: bytes) -> bytes:
+    return _tlv(0x30, b"".join(parts))
+
+
+def _int(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    from cryptography.x509 import ObjectIdentifier
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: F401 - cryptography loaded
+    arcs = [int(a) for a in ObjectIdentifier(dotted).dotted_string.split(".")]
+    body = bytes([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.insert(0, 0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(chunk)
+    return _tlv(0x06, body)
+
+
+PBES2, PBKDF2, SCRYPT, AES256_CBC = "1.2.840.113549.1.5.13", "1.2.840.113549.1.5.12", "1.3.6.1.4.1.11591.4.11", \
+    "2.16.840.1.101.3.4.1.42"
+DATA, SHROUDED_BAG, SAFE_CONTENTS_BAG = "1.2.840.113549.1.7.1", "1.2.840.113549.1.12.10.1.2", "1.2.840.113549.1.12.10.1.6"
+
+
+def _encrypted_key(kdf: bytes) -> bytes:
+    """An EncryptedPrivateKeyInfo (PBES2 with this KDF); its ciphertext is never reached."""
+    scheme = _seq(_oid(PBES2), _seq(kdf, _seq(_oid(AES256_CBC), _tlv(0x04, b"\0" * 16))))
+    return _seq(scheme, _tlv(0x04, b"\x55" * 48))
+
+
+def _scrypt(n: int, r: int, p: int) -> bytes:
+    return _seq(_oid(SCRYPT), _seq(_tlv(0x04, b"salt" * 4), _int(n), _int(r), _int(p)))
+
+
+def _pbkdf2(rounds: int) -> bytes:
+    return _seq(_oid(PBKDF2), _seq(_tlv(0x04, b"salt" * 4), _int(rounds)))
+
+
+def _pfx(bags: list[bytes], nest: int = 0) -> bytes:
+    """A PFX whose authSafe holds these bags, `nest` safeContentsBags deep, plus a cheap MAC."""
+    contents = b"".join(bags)
+    for _ in range(nest):
+        contents = _seq(_oid(SAFE_CONTENTS_BAG), _tlv(0xA0, _seq(contents)))
+    safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(contents))))
+    auth_safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(safe))))
+    mac = _seq(_seq(_seq(_oid("1.3.14.3.2.26"), _tlv(0x05, b"")), _tlv(0x04, b"\0" * 20)), _tlv(0x04, b"s" * 8),
+               _int(2048))
+    return _seq(_int(3), auth_safe, mac)
+
+
+def _shrouded(key: bytes) -> bytes:
+    return _seq(_oid(SHROUDED_BAG), _tlv(0xA0, key))
+
+
+def _encrypted_part(bags: list[bytes], password: bytes) -> bytes:
+    """A ContentInfo of type encryptedData (PBES2, PBKDF2 2,048 rounds, AES-256-CBC) holding these bags."""
+    from cryptography.hazmat.primitives import hashes, padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    salt, iv = b"s" * 16, b"i" * 16
+    key = PBKDF2HMAC(hashes.SHA256(), 32, salt, 2048).derive(password)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    blob = encryptor.update(padder.update(_seq(*bags)) + padder.finalize()) + encryptor.finalize()
+    kdf = _seq(_oid(PBKDF2), _seq(_tlv(0x04, salt), _int(2048), _seq(_oid("1.2.840.113549.2.9"), _tlv(0x05, b""))))
+    scheme = _seq(_oid(PBES2), _seq(kdf, _seq(_oid(AES256_CBC), _tlv(0x04, iv))))
+    encrypted_data = _seq(_int(0), _seq(_oid(DATA), scheme, _tlv(0x80, blob)))
+    return _seq(_oid("1.2.840.113549.1.7.6"), _tlv(0xA0, encrypted_data))
+
+
+def test_a_costly_key_bag_hidden_inside_an_encrypted_part_is_stopped_by_the_cpu_limit():
+    """Invisible before decryption: the child process that opens the file runs out of CPU time, and says so."""
+    from svcssl.errors import InputError
+    from svcssl.x509.parse import read_pkcs12
+
+    hidden = _shrouded(_encrypted_key(_pbkdf2(30_000_000)))  # ~10 s of CPU if it were derived
+    auth_safe = _seq(_oid(DATA), _tlv(0xA0, _tlv(0x04, _seq(_encrypted_part([hidden], b"pw")))))
+    pfx = _seq(_int(3), auth_safe)  # no MAC: optional in PKCS#12
+    with pytest.raises(InputError) as caught:
+        read_pkcs12(pfx, b"pw")
+    assert "more than 2 s of CPU to open" in caught.value.message, caught.value.message
+    # an ordinary export still opens, and a wrong password is still called one
+    leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(67))
+    fine = pkcs12.serialize_key_and_certificates(b"x", key, leaf, None, __import__(
+        "cryptography.hazmat.primitives.serialization", fromlist=["BestAvailableEncryption"]).BestAvailableEncryption(b"pw"))
+    opened = read_pkcs12(fine, b"pw")
+    assert opened.keys[0].private_numbers() == key.private_numbers() and opened.certificates[0] == leaf
+    with pytest.raises(InputError) as caught:
+        read_pkcs12(fine, b"nope")
+    assert "password is wrong" in caught.value.message
+
+
+def test_scrypt_nested_and_many_bags_are_counted_before_any_derivation():
+    from svcssl.x509.parse import read_pkcs12, read_private_key
+    from svcssl.errors import InputError
+
+    def refusal(call) -> str:
+        with pytest.raises(InputError) as caught:
+            call()
+        return caught.value.message
+
+    # scrypt under PBES2, in a PKCS#12 and alone: named with its parameters, not "wrong password"
+    costly = _scrypt(1 << 20, 8, 256)
+    message = refusal(lambda: read_pkcs12(_pfx([_shrouded(_encrypted_key(costly))]), b"pw"))
+    assert "scrypt N=2^20, r=8, p=256" in message and "exceeds the limit" in message, message
+    pem = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + base64.encodebytes(_encrypted_key(costly)) + \
+        b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    assert "scrypt N=2^20" in refusal(lambda: read_private_key(pem, b"pw"))
+    # shrouded key bags nested in safeContentsBags, each under the per-derivation cap, too many together
+    bags = [_shrouded(_encrypted_key(_pbkdf2(150_000))) for _ in range(5)]
+    message = refusal(lambda: read_pkcs12(_pfx(bags, nest=6), b"pw"))
+    assert "752,048 key-derivation rounds in all (6 derivations)" in message, message
+    # a costly bag hidden behind more parts than the walker reads: refused, never half counted
+    padding = [_seq(_int(1)) for _ in range(25_000)]
+    message = refusal(lambda: read_pkcs12(_pfx(padding + [_shrouded(_encrypted_key(_pbkdf2(5_000_000)))]), b"pw"))
+    assert "too many parts" in message, message
+    # a real scrypt key at OpenSSL's defaults (N=2^14, r=8, p=1) opens; p=16 is refused with its figures
+    leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(66))
+    fine = subprocess.run(["openssl", "pkcs8", "-topk8", "-scrypt", "-passout", "pass:k"], input=pki.key_pem(key),
+                          capture_output=True, check=True).stdout
+    assert read_private_key(fine, b"k").private_numbers() == key.private_numbers()
+    heavy = subprocess.run(["openssl", "pkcs8", "-topk8", "-scrypt", "-scrypt_p", "16", "-passout", "pass:k"],
+                           input=pki.key_pem(key), capture_output=True, check=True).stdout
+    assert "scrypt N=2^14, r=8, p=16" in refusal(lambda: read_private_key(heavy, b"k"))
+
+
+# --- issue 18, item 6: a one-time login link never signs in on a GET -------------------------------
+
+def test_a_login_link_opened_from_another_site_neither_signs_in_nor_ends_roots_session(served):
+    import re
+
+    base = served["url"]
+    root_browser = browser_login(base, "root", ROOT_PASSWORD)
+    link = on(base, ok(Api(base, "bob", served["tokens"]["bob"]).call("create_user_session", user="bob"))
+              ["data"]["url"])
+    cross_site = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Referer": "https://evil.example/"}
+    # a cross-site navigation without the (SameSite=Strict) cookie: a self-reloading page, no cookie set
+    bare = requests.get(link, headers=cross_site, verify=False, timeout=30, allow_redirects=False)
+    assert bare.status_code == 200 and 'http-equiv="refresh"' in bare.text and "Set-Cookie" not in bare.headers
+    # with root's cookie: the question, nothing more; root is still root and the link still unused
+    page = get(root_browser, link, headers=cross_site)
+    assert page.status_code == 200 and "Sign in as bob?" in page.text and "signed in as <strong>root" in page.text
+    assert '<span class="who">root' in get(root_browser, base + "/scripts2/manageservicecrts").text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+    # another site's form posting the page's fields: refused (Fetch Metadata), and without the page's cookie too
+    forged = root_browser.post(link, data=fields, headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+                               verify=False, timeout=30, allow_redirects=False)
+    assert forged.status_code == 403 and "not confirmed" in forged.text
+    stranger = requests.Session()
+    stranger.cookies.update({COOKIE: root_browser.cookies[COOKIE]})
+    assert stranger.post(link, data=fields, verify=False, timeout=30, allow_redirects=False).status_code == 403
+    assert signed_in(root_browser, base)
+    # confirmed from the panel's own page: bob, and the link is used up
+    bob_browser = requests.Session()
+    assert open_login_link(bob_browser, base, link).status_code == 302
+    assert '<span class="who">bob' in bob_browser.get(base + "/", verify=False, timeout=30).text
+    assert get(bob_browser, link).status_code == 401
+
+
+# --- issue 18, item 2: IPv6 clients by network, a brake per account -------------------------------
+
+def test_ipv6_clients_count_by_their_64_and_ipv4_by_address():
+    from svcssl.operations.clients import client_group
+
+    assert client_group("2001:db8:1:2::1") == client_group("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:3::1") != client_group("2001:db8:1:2::1")
+    assert client_group("2001:db8:1:2::1", 48) == client_group("2001:db8:1:ff::1", 48) == "2001:db8:1::/48"
+    assert client_group("::ffff:192.0.2.1") == "192.0.2.1" and client_group("192.0.2.1") != client_group("192.0.2.2")
+
+
+def test_the_login_throttle_counts_a_whole_ipv6_64_and_the_account_brake_spares_a_known_device(tmp_path):
+    from datetime import timedelta
+    from svcssl.operations.users import LoginError, LoginThrottled, authenticate
+
+    panel = make_panel(tmp_path)
+    now = [pki.NOW]
+    ctx = open_context(panel.settings, clock=lambda: now[0])
+    # 20 wrong guesses from 20 addresses of one /64: the whole /64 is throttled, another /64 is not
+    for n in range(20):
+        with pytest.raises(LoginError):
+            authenticate(ctx, f"nobody{n}", "wrong-password", f"2001:db8:aa:1::{n + 1:x}")
+    with pytest.raises(LoginThrottled):
+        authenticate(ctx, "root", ROOT_PASSWORD, "2001:db8:aa:1:9999::1")
+    assert authenticate(ctx, "root", ROOT_PASSWORD, "2001:db8:aa:2::1").name == "root"
+    # 10 failures for alice from 10 networks: the 11th attempt waits a minute, even with her password ...
+    for n in range(10):
+        with pytest.raises(LoginError) as failed:
+            authenticate(ctx, "alice", "wrong-password", f"2001:db8:{n + 1:x}::1")
+        assert not isinstance(failed.value, LoginThrottled) or n == 9
+    with pytest.raises(LoginThrottled) as braked:
+        authenticate(ctx, "alice", ALICE_PASSWORD, "198.51.100.7")
+    assert 55 <= braked.value.retry_after <= 61
+    # ... but not from her own browser (the signed known-device cookie of her last login)
+    assert authenticate(ctx, "alice", ALICE_PASSWORD, "198.51.100.8", known_device=True).name == "alice"
+    # the brake doubles with each further failure, capped at an hour
+    for n in range(12):
+        with pytest.raises(LoginThrottled) as braked:
+            authenticate(ctx, "alice", "wrong-password", f"203.0.113.{n + 1}")
+        now[0] += timedelta(seconds=braked.value.retry_after)
+        with pytest.raises(LoginError):
+            authenticate(ctx, "alice", "wrong-password", f"203.0.113.{n + 101}")
+    with pytest.raises(LoginThrottled) as braked:
+        authenticate(ctx, "alice", "wrong-password", "203.0.113.250")
+    assert 3599 <= braked.value.retry_after <= 3601  # capped at an hour
+    ctx.store.close()
+
+
+def test_the_login_form_answers_429_with_retry_after_and_lets_the_known_browser_in(tmp_path):
+    import http.client
+    import re as regex
+
+    from support.process import PanelProcess
+
+    panel = make_panel(tmp_path)
+    process = PanelProcess(panel.config, tmp_path / "serve.log").start()
+    port = int(process.url.rsplit(":", 1)[1])
+    tls = __import__("ssl")._create_unverified_context()
+
+    def login(source: str, password: str, cookies: dict) -> http.client.HTTPResponse:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=30, source_address=(source, 0))
+        header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        conn.request("GET", "/login", headers={"Cookie": header} if header else {})
+        page = conn.getresponse()
+        html = page.read().decode()
+        for value in page.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            cookies[name] = rest.split(";", 1)[0]
+        token = regex.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+        body = f"csrf_token={token}&username=alice&password={password}"
+        conn.request("POST", "/login", body=body, headers={
+            "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), "Referer": process.url + "/login",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        for value in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            cookies[name] = rest.split(";", 1)[0]
+        conn.close()
+        return response
+
+    try:
+        known: dict = {}
+        assert login("127.0.0.1", ALICE_PASSWORD, known).status == 302 and "__Host-svcssl_device" in known
+        for n in range(10):
+            assert login(f"127.0.1.{n + 1}", "wrong-password", {}).status == 401
+        braked = login("127.0.2.1", ALICE_PASSWORD, {})
+        assert braked.status == 429 and 1 <= int(braked.headers["Retry-After"]) <= 61
+        assert login("127.0.2.2", ALICE_PASSWORD, {"__Host-svcssl_device": known["__Host-svcssl_device"]}).status == 302
+    finally:
+        process.stop()

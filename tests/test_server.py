@@ -288,3 +288,223 @@ def test_the_panel_raises_its_open_file_limit_to_the_hard_limit(serve):
     soft_now, hard_now = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
     assert soft_now == hard_now == str(hard), limits
     assert load_login(server.port)[0] == 200
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer[9:12])
+
+
+def test_ambiguous_framing_is_refused_and_the_connection_closed(serve):
+    """RFC 9112: what h11 would take but a proxy in front could read otherwise (request smuggling)."""
+    server = serve()
+    port = server.port
+    # both Content-Length and Transfer-Encoding: 400, and nothing after it is read (exchange ends: closed)
+    both = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = exchange(port, both)
+    assert status_of(answer) == 400 and answer.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answer
+    # obs-fold, bare LF, bare CR, a control character in a value
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\nHost: x\n\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n")) == 400
+    assert status_of(exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n")) == 400
+    # other HTTP versions: 505, closed
+    answer = exchange(port, b"GET /login HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 505 and b"Connection: close" in answer
+    assert status_of(exchange(port, b"GET /login HTTP/0.9\r\nHost: x\r\n\r\n")) == 505
+    # a bad head pipelined behind a good one: the first is answered, the second refused
+    answer = exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 400 Bad request: obsolete" in answer, answer[-300:]
+    # good requests still pass, pipelined, with a body, HTTP/1.0
+    answer = exchange(port, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.0\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 ") == 2
+    assert load_login(port)[0] == 200
+
+
+def test_redirects_never_echo_the_host_header(serve):
+    server = serve()
+    answer = exchange(server.port, b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) in (301, 302, 303, 307, 308)
+    location = next(line for line in answer.split(b"\r\n") if line.lower().startswith(b"location:"))
+    assert b"evil.example" not in location and location.split(b":", 1)[1].strip().startswith(b"/"), location
+
+
+def s_client(port: int, *options: str) -> bool:
+    """Does a real `openssl s_client` with these options finish a handshake with the panel?"""
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", *options],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and "Protocol version" in result.stderr + result.stdout
+
+
+def test_tls_follows_mozillas_intermediate_profile(serve):
+    port = serve().port
+    # refused: a CBC suite, RSA key exchange, secp521r1, X448, TLS 1.1 and 1.0
+    assert not s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384")
+    assert not s_client(port, "-tls1_2", "-cipher", "AES128-GCM-SHA256")
+    assert not s_client(port, "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256")
+    assert not s_client(port, "-groups", "secp521r1")
+    assert not s_client(port, "-groups", "X448")
+    assert not s_client(port, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert not s_client(port, "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    # accepted: the profile's suites and groups, TLS 1.2 and 1.3
+    assert s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305")
+    for group in ("X25519", "P-256", "P-384"):
+        assert s_client(port, "-tls1_3", "-groups", group), group
+    # the client's preference wins (server cipher preference off)
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", "-tls1_2", "-cipher",
+                             "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert "ECDHE-RSA-CHACHA20-POLY1305" in result.stderr + result.stdout
+
+
+# --- issue 18: memory and slow bodies ----------------------------------------------------------
+
+def tls_to(port: int, source: str = "127.0.0.1") -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    return TLS.wrap_socket(raw)
+
+
+def answer_of(tls: ssl.SSLSocket) -> bytes:
+    answer = b""
+    try:
+        while chunk := tls.recv(65536):
+            answer += chunk
+    except (ConnectionResetError, ssl.SSLError, TimeoutError, socket.timeout):
+        pass
+    return answer
+
+
+def test_without_a_session_a_body_is_capped_small_and_chunked_framing_counts(serve):
+    server = serve()
+    # a declared body over 64 KiB: refused at once, the body never read
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                   b"\r\nContent-Length: 200000\r\n\r\nusername=root")
+    assert status_of(answer) == 413 and b"signed-in session" in answer and b"Connection: close" in answer
+    # one-byte chunks cost the server far more than their bytes: refused after a few
+    chunks = b"1\r\na\r\n" * 100
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks +
+                      b"0\r\n\r\n")
+    assert status_of(answer) == 400 and b"pieces of 1 bytes" in answer, answer[:300]
+    # 100-byte chunks: 8,000 body bytes, far under the cap, but in 80 chunks: refused too
+    chunks = b"64\r\n" + b"a" * 100 + b"\r\n"
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                      chunks * 80 + b"0\r\n\r\n")
+    assert status_of(answer) == 400
+    # a chunked login form in a few large chunks is read
+    form = b"username=root&password=x" + b"&pad=" + b"p" * 20_000
+    answer = exchange(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      b"Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n" +
+                      f"{len(form):x}\r\n".encode() + form + b"\r\n0\r\n\r\n")
+    assert status_of(answer) == 400 and b"CSRF" in answer  # read whole and answered by the app (no token)
+    # a real login form still fits
+    assert load_login(server.port)[0] == 200
+
+
+def test_a_trickled_body_is_dropped_after_the_grace_period(serve):
+    server = serve()
+    tls = tls_to(server.port, "127.0.0.7")
+    tls.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 60000\r\n\r\nusername=")
+    answer = b""
+    for _ in range(60):  # one byte a second: far under 1 KiB/s
+        try:
+            tls.sendall(b"a")
+        except (OSError, ssl.SSLError):
+            break
+        tls.settimeout(1)
+        try:
+            answer += tls.recv(65536)
+        except (TimeoutError, socket.timeout):
+            continue
+        except (OSError, ssl.SSLError):
+            break
+        if answer:
+            break
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    tls.close()
+
+
+def test_a_signed_in_upload_goes_to_a_private_temporary_file_in_the_state_directory(serve, panel):
+    server = serve()
+    session = requests.Session()
+    log_in_as_root(session, server.url)
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    tls = tls_to(server.port)
+    size = 4 * 1024 * 1024
+    tls.sendall(f"POST /scripts2/manageservicecrts/install HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n".encode())
+    tls.sendall(b"x" * (3 * 1024 * 1024))
+    spool = (panel.settings.server.state_dir / "tmp").resolve()
+
+    def spooled() -> list[int]:
+        modes = []
+        for fd in Path(f"/proc/{server.proc.pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith(str(spool) + "/"):
+                modes.append(os.stat(fd).st_mode & 0o777)
+        return modes
+
+    assert wait_until(lambda: spooled(), timeout=20), "no temporary file for the upload"
+    assert set(spooled()) == {0o600}
+    assert spool.stat().st_mode & 0o777 == 0o700 and list(spool.iterdir()) == []  # unlinked: nothing left behind
+    tls.sendall(b"x" * (size - 3 * 1024 * 1024))
+    assert answer_of(tls).startswith(b"HTTP/1.1 ")
+    tls.close()
+    assert wait_until(lambda: not spooled(), timeout=20), "the temporary file was not closed"
+
+
+def test_a_client_hello_sent_in_two_halves_still_handshakes(serve):
+    """The front waits for the whole first record (no TLS state before): a slow but honest client gets in."""
+    server = serve()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = TLS.wrap_bio(incoming, outgoing, server_hostname="mail.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    raw.sendall(hello[:3])
+    time.sleep(0.3)
+    raw.sendall(hello[3:40])
+    time.sleep(0.3)
+    raw.sendall(hello[40:])
+    while True:
+        data = raw.recv(65536)
+        assert data, "closed during the handshake"
+        incoming.write(data)
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if pending := outgoing.read():
+                raw.sendall(pending)
+    raw.sendall(outgoing.read())
+    tls.write(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw.sendall(outgoing.read())
+    answer = b""
+    while not answer.startswith(b"HTTP/1.1 200"):
+        data = raw.recv(65536)
+        assert data
+        incoming.write(data)
+        try:
+            answer += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    raw.close()
+    # half a ClientHello and a close: the connection is let go
+    assert closed_by_server(connect_from("127.0.0.9", server.port, client_hello_head()), within=10) is not None
+
+
+def test_a_client_that_keeps_sending_broken_requests_is_shut_out_for_a_while_and_no_one_else(serve):
+    server = serve()
+    for _ in range(20):
+        with tls_to(server.port, "127.0.0.11") as tls:
+            tls.sendall(b"GET /login HTTP/2.0\r\nHost: x\r\n\r\n")
+            assert answer_of(tls).startswith(b"HTTP/1.1 505 ")
+    with pytest.raises((ssl.SSLError, OSError)):
+        tls_to(server.port, "127.0.0.11").sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert load_login(server.port, "127.0.0.12")[0] == 200

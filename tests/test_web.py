@@ -69,7 +69,7 @@ def test_login_sets_a_strict_cookie_and_headers(app):
                                            "csrf_token": csrf_token(page.text)})
     assert response.status_code == 302 and response.location == "/"
     cookie = response.headers["Set-Cookie"]
-    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert client.get("/").location == PAGE
     secure = client.get("/login", base_url="https://localhost")
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=")

@@ -145,6 +145,15 @@ def create_login_session(ctx: Context, user: str) -> tuple[str, str]:
     return secret, cpsess
 
 
+def find_login_session(ctx: Context, secret: str) -> tuple[PanelUser, str] | None:
+    """Who a one-time login secret would sign in, without using it up (the confirmation page)."""
+    found = ctx.store.find_login_session(_hash(secret), ctx.now())
+    if found is None:
+        return None
+    user, cpsess = found
+    return get_user(ctx, user), cpsess
+
+
 def use_login_session(ctx: Context, secret: str) -> tuple[PanelUser, str] | None:
     found = ctx.store.use_login_session(_hash(secret), ctx.now())
     if found is None:

@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import InputError, StoreError, SvcsslError, excerpt
 from ..store import AuditEntry, UserRecord
+from .clients import client_group
 from .context import Context
 
 ROLES = ("root", "reseller")
@@ -26,6 +27,12 @@ THROTTLE_FAILURES = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LOCK = timedelta(minutes=15)
 THROTTLE_ADDRESS_FAILURES = 20  # per address, whatever the user names: guessing many names is throttled too
+# per account, from anywhere (a botnet, an IPv6 range): after 10 failures in a day, each further attempt
+# waits 1, 2, 4 … up to 60 minutes; a browser with the account's "known device" cookie is exempt
+ACCOUNT_FAILURES = 10
+ACCOUNT_WINDOW = timedelta(hours=24)
+ACCOUNT_FIRST_LOCK = timedelta(minutes=1)
+ACCOUNT_MAX_LOCK = timedelta(minutes=60)
 
 
 class LoginError(SvcsslError):
@@ -33,7 +40,9 @@ class LoginError(SvcsslError):
 
 
 class LoginThrottled(LoginError):
-    pass
+    def __init__(self, message: str, retry_after: int = 900):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, for the Retry-After header
 
 
 @dataclass(frozen=True)
@@ -168,21 +177,35 @@ def _locked_message(locked_until, now) -> str:
     return f"Too many failed logins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
 
 
-def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUser:
-    """Check a login; throttle repeated failures per user name and address, and per address alone.
+def _throttled(locked_until, now) -> LoginThrottled:
+    return LoginThrottled(_locked_message(locked_until, now), max(1, int((locked_until - now).total_seconds()) + 1))
 
-    The attempt is counted before the password is checked, in one transaction with the check of the
-    lock, so parallel guesses can never run more than THROTTLE_FAILURES checks per user and address.
+
+def authenticate(ctx: Context, name: str, password: str, remote: str, *, known_device: bool = False) -> PanelUser:
+    """Check a login; throttle repeated failures per user name and client, per client alone, and per account.
+
+    A client is an IPv4 address or an IPv6 network (clients.py). The attempt is counted before the
+    password is checked, in one transaction with the check of the lock, so parallel guesses can never
+    run more than THROTTLE_FAILURES checks per user and client. The per-account brake counts failures
+    from anywhere; ``known_device`` (the browser shows the signed cookie of a past login as this user)
+    passes it, so the real administrator is never locked out by someone else's guessing.
     """
     global _DUMMY_HASH
     now = ctx.now()
-    key = f"{name.lower()[:64]}|{remote}"
-    address_key = f"*|{remote}"
+    client = client_group(remote, ctx.settings.limits.ipv6_prefix)
+    key = f"{name.lower()[:64]}|{client}"
+    address_key = f"*|{client}"
+    account_key = f"{name.lower()[:64]}|*"
     ctx.store.prune_login_failures(now - THROTTLE_WINDOW - THROTTLE_LOCK)
+    if not known_device:
+        brake = ctx.store.take_escalating_attempt(account_key, ACCOUNT_FAILURES, now, ACCOUNT_WINDOW,
+                                                  ACCOUNT_FIRST_LOCK, ACCOUNT_MAX_LOCK)
+        if not brake.allowed:
+            raise _throttled(brake.locked_until, now)
     attempt = ctx.store.take_login_attempt(((key, THROTTLE_FAILURES), (address_key, THROTTLE_ADDRESS_FAILURES)),
                                            now, THROTTLE_WINDOW, THROTTLE_LOCK)
     if not attempt.allowed:
-        raise LoginThrottled(_locked_message(attempt.locked_until, now))
+        raise _throttled(attempt.locked_until, now)
     record = ctx.store.get_user(name) if len(password) <= MAX_PASSWORD else None
     if record is None:
         _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
@@ -194,12 +217,15 @@ def authenticate(ctx: Context, name: str, password: str, remote: str) -> PanelUs
         if record.password_hash.startswith("scrypt$"):  # release 0.1's format: store werkzeug's instead
             ctx.store.set_password_hash(record.name, hash_password(password), record.password_changed_at)
         ctx.store.clear_login_attempts(key)
+        if not known_device:  # a login past the brake ends it; the known browser's does not (the attack may go on)
+            ctx.store.clear_login_attempts(account_key)
         ctx.store.uncount_login_attempt(address_key, THROTTLE_ADDRESS_FAILURES)  # only failures count per address
         return _panel_user(record)
     if record is not None:  # failures for names that do not exist are throttled, not written to the audit log
         ctx.store.add_audit(AuditEntry(at=now, actor=name, action="login", outcome="failed", detail=f"from {remote}"))
     if attempt.reached_limit:
-        raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.")
+        raise LoginThrottled("Too many failed logins. Wait 15 minutes and try again.",
+                             int(THROTTLE_LOCK.total_seconds()))
     raise LoginError("The user name or password is wrong.")
 
 

@@ -397,6 +397,32 @@ class Store:
             raise
         return LoginAttempt(allowed=True, locked_until=None, reached_limit=reached)
 
+    def take_escalating_attempt(self, key: str, limit: int, now: datetime, window: timedelta, first_lock: timedelta,
+                                max_lock: timedelta) -> LoginAttempt:
+        """Like take_login_attempt for one key whose lock doubles with each attempt past the limit (capped)."""
+        now_ts = _ts(now)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT failures, first_at, locked_until FROM login_failures WHERE key = ?",
+                                   (key,)).fetchone()
+            if row and row[2] is not None and row[2] > now_ts:
+                self._db.execute("COMMIT")
+                return LoginAttempt(allowed=False, locked_until=_dt(row[2]), reached_limit=True)
+            count, first = (0, now_ts) if row is None or now_ts - row[1] > window.total_seconds() else row[:2]
+            count += 1
+            locked = None
+            if count >= limit:
+                seconds = min(first_lock.total_seconds() * 2 ** min(count - limit, 32), max_lock.total_seconds())
+                locked = now_ts + int(seconds)
+            self._db.execute("INSERT OR REPLACE INTO login_failures (key, failures, first_at, locked_until)"
+                             " VALUES (?,?,?,?)", (key, count, first, locked))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return LoginAttempt(allowed=True, locked_until=None if locked is None else _dt(locked),
+                            reached_limit=locked is not None)
+
     def clear_login_attempts(self, key: str) -> None:
         self._db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
@@ -602,6 +628,14 @@ class Store:
     def add_login_session(self, session_hash: str, user: str, cpsess: str, expires_at: datetime) -> None:
         self._db.execute("INSERT INTO login_sessions (session_hash, user, cpsess, expires_at) VALUES (?,?,?,?)",
                          (session_hash, user, cpsess, _ts(expires_at)))
+
+    def find_login_session(self, session_hash: str, now: datetime) -> tuple[str, str] | None:
+        """(user, cpsess) of an unused, unexpired one-time session, leaving it unused; else None."""
+        row = self._db.execute("SELECT user, cpsess, expires_at, used_at FROM login_sessions WHERE session_hash = ?",
+                               (session_hash,)).fetchone()
+        if row is None or row[3] is not None or row[2] <= _ts(now):
+            return None
+        return row[0], row[1]
 
     def use_login_session(self, session_hash: str, now: datetime) -> tuple[str, str] | None:
         """(user, cpsess) of an unused, unexpired one-time session, marking it used; else None."""

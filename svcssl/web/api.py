@@ -6,13 +6,16 @@ operations as the panel; every change is in the audit log with the caller (and t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from ..errors import AccessDeniedError, FileSystemError, InputError, SvcsslError, excerpt
@@ -20,16 +23,16 @@ from ..operations.autofill import (CertificateChoice, account_certificate_by_id,
                                    private_key_pem, vhost_choices)
 from ..operations.browse import StoredCertificate, list_certificates, list_vhosts
 from ..operations.context import Context
-from ..settings import ServiceSettings
+from ..settings import ServiceSettings, parse_listen
 from ..operations.install import install_certificate
 from ..operations.inventory import export_service_components, service_details
 from ..operations.reset import reset_certificate
-from ..operations.tokens import create_login_session, use_login_session
+from ..operations.tokens import create_login_session, find_login_session, use_login_session
 from ..operations.users import find_user
 from ..store import AuditEntry
 from ..whm import apply_filters, certificate_info
 from ..x509.encode import certificate_pem, chain_pem, key_pem
-from .auth import ApiFailure, Caller, authenticate_api_call, open_session
+from .auth import ApiFailure, Caller, authenticate_api_call, current_user, is_cross_site, open_session
 from .context import context
 
 bp = Blueprint("api", __name__)
@@ -150,6 +153,13 @@ def reset_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Calle
                      messages=[outcome.message])
 
 
+def panel_origin(ctx: Context) -> str:
+    """https://HOSTNAME:PORT of the panel: its configured hostname and the port the server listens on
+    (the environ's SERVER_PORT), never the request's Host header."""
+    port = request.environ.get("SERVER_PORT") or str(parse_listen(ctx.settings.server.listen)[1])
+    return f"https://{ctx.settings.server.hostname}" + ("" if port == "443" else f":{port}")
+
+
 def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiResult:
     user = params.get("user") or ""
     if not user:
@@ -162,7 +172,7 @@ def create_user_session(ctx: Context, params: MultiDict, caller: Caller) -> ApiR
         raise ApiFailure(f"There is no user named “{excerpt(user)}”.")
     secret, cpsess = create_login_session(ctx, user)
     ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=caller.actor, action="api create_user_session", detail=user))
-    url = f"{request.scheme}://{request.host}/{cpsess}/login/?session={secret}"
+    url = f"{panel_origin(ctx)}/{cpsess}/login/?session={secret}"
     return ApiResult({"cp_security_token": f"/{cpsess}", "session": secret, "url": url, "expires": 300})
 
 
@@ -355,14 +365,49 @@ def json_api_session(cpsess: str, function: str):
     return _respond(function, cpsess)
 
 
-@bp.route("/<cpsess>/login/")
+LINK_COOKIE = "__Host-svcssl_link"  # the confirmation page's double-submit nonce (SameSite=Strict)
+LINK_EXPIRED = "This login link has expired or was used already. Ask for a new one."
+
+
+def _link_confirmation(nonce: str, secret: str) -> str:
+    key = current_app.config["SECRET_KEY"]
+    key = key.encode() if isinstance(key, str) else key
+    return hmac.new(key, f"login-link\0{nonce}\0{secret}".encode(), hashlib.sha256).hexdigest()
+
+
+@bp.route("/<cpsess>/login/", methods=["GET", "POST"])
 def session_login(cpsess: str):
-    """The one-time login URL of create_user_session: opens a browser session."""
-    secret = request.args.get("session", "")
-    found = use_login_session(context(), secret) if CPSESS.match(cpsess) and secret else None
+    """The one-time login URL of create_user_session.
+
+    A GET never signs anyone in and never touches the browser's session (login CSRF: the link may
+    be opened from another site in root's browser): it shows "Sign in as bob?" with a form whose
+    token is bound to a SameSite=Strict cookie set with the page. Only that form's POST, from this
+    site, uses the link up and opens the session.
+    """
+    secret = request.values.get("session", "")
+    ctx = context()
+    found = find_login_session(ctx, secret) if CPSESS.match(cpsess) and secret else None
     if found is None or found[1] != cpsess:
-        return render_template("errors/error.html", status=401,
-                               message="This login link has expired or was used already. Ask for a new one."), 401
+        return render_template("errors/error.html", status=401, message=LINK_EXPIRED), 401
     user, _ = found
-    open_session(user, cpsess)
-    return redirect(url_for("home"))
+    if request.method == "GET":
+        nonce = secrets.token_urlsafe(16)
+        page = render_template("auth/login_link.html", target=user, current=current_user(), secret=secret,
+                               confirmation=_link_confirmation(nonce, secret))
+        response = make_response(page)
+        response.set_cookie(LINK_COOKIE, nonce, max_age=300, path="/", secure=True, httponly=True, samesite="Strict")
+        return response
+    nonce = request.cookies.get(LINK_COOKIE, "")
+    confirmation = request.form.get("confirmation", "")
+    if is_cross_site() or not nonce or not hmac.compare_digest(confirmation, _link_confirmation(nonce, secret)):
+        return render_template("errors/error.html", status=403, message=(
+            "This sign-in was not confirmed from the panel's own page (it came from another site, or the page "
+            "expired). Open the login link again and confirm.")), 403
+    used = use_login_session(ctx, secret)
+    if used is None or used[1] != cpsess:
+        return render_template("errors/error.html", status=401, message=LINK_EXPIRED), 401
+    open_session(used[0], cpsess)
+    current_app.logger.info("login: %s with a one-time link from %s", used[0].name, request.remote_addr)
+    response = redirect(url_for("home"))
+    response.delete_cookie(LINK_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    return response

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, make_response, redirect, render_template, request, session, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..errors import InputError
 from ..operations.tokens import WrongTokenKind, authenticate_token, new_cpsess
@@ -32,6 +33,24 @@ def load_user() -> None:
         session.clear()  # logged out, password changed, user deleted, or expired
         return
     g.user = user
+
+
+BOUNCE_PAGE = ('<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
+               '<title>svcssl</title><p><a href="">Continue to the panel</a></p>')
+
+
+def bounce_cross_site_navigation():
+    """A link from another site: answer with a page that reloads itself, from this site.
+
+    The session cookie is SameSite=Strict, so a browser leaves it out of a navigation that starts on
+    another site; the page would look signed out, and the login form would set a fresh cookie over
+    the real one. The reload is a same-site navigation: the cookie comes with it. Nothing is set here.
+    """
+    if (request.method == "GET" and request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
+            and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+            and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies):
+        return current_app.response_class(BOUNCE_PAGE, mimetype="text/html")
+    return None
 
 
 def open_session(user: PanelUser, cpsess: str) -> None:
@@ -91,27 +110,54 @@ def _safe_next(target: str | None) -> str:
     return url_for("home")
 
 
+DEVICE_COOKIE = "__Host-svcssl_device"  # OWASP's device cookie: set at a successful login, signed
+DEVICE_LIFETIME = 180 * 24 * 3600
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="svcssl known device")
+
+
+def _known_device(name: str) -> bool:
+    """Does this browser show the signed cookie of a past successful login as ``name``?"""
+    value = request.cookies.get(DEVICE_COOKIE)
+    if not value:
+        return False
+    try:
+        return _device_signer().loads(value, max_age=DEVICE_LIFETIME).get("user") == name
+    except (BadSignature, AttributeError):
+        return False
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
     error = None
     status = 200
+    retry_after = None
     if request.method == "POST":
         if form.validate_on_submit():
+            name = form.username.data.strip()
             try:
-                user = authenticate(context(), form.username.data.strip(), form.password.data,
-                                    request.remote_addr or "-")
+                user = authenticate(context(), name, form.password.data, request.remote_addr or "-",
+                                    known_device=_known_device(name))
             except LoginThrottled as exc:
-                error, status = exc.message, 429
+                error, status, retry_after = exc.message, 429, exc.retry_after
             except LoginError as exc:
                 error, status = exc.message, 401
             else:
                 open_session(user, new_cpsess())
                 current_app.logger.info("login: %s from %s", user.name, request.remote_addr)
-                return redirect(_safe_next(request.args.get("next")))
+                response = redirect(_safe_next(request.args.get("next")))
+                response.set_cookie(DEVICE_COOKIE, _device_signer().dumps({"user": user.name}), max_age=DEVICE_LIFETIME,
+                                    path="/", secure=True, httponly=True, samesite="Strict")
+                return response
         else:
             status = 400
-    return render_template("auth/login.html", form=form, error=error), status
+    response = make_response(render_template("auth/login.html", form=form, error=error), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
@@ -145,7 +191,7 @@ CROSS_SITE_REFUSED = ("This API call came from another site (its Origin or Sec-F
                       "“Authorization: whm USER:TOKEN”.")
 
 
-def _is_cross_site() -> bool:
+def is_cross_site() -> bool:
     """True when a browser says this request was made by another site's page (Fetch Metadata, else Origin)."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site is not None:
@@ -158,7 +204,7 @@ def _is_cross_site() -> bool:
 
 
 def _refuse_cross_site() -> None:
-    if _is_cross_site():
+    if is_cross_site():
         raise ApiFailure(CROSS_SITE_REFUSED, 403)
 
 

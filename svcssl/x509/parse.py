@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from ..errors import CertificateParseError, InputError, KeyParseError, PasswordError
 from .inspect import CertificateInfo, describe, key_label, spki_sha256
-from .pbe import check_iteration_counts
+from .pbe import PbeCostError, check_iteration_counts
+from .pkcs12child import CPU_SECONDS, TooCostly, open_pkcs12
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -270,20 +271,25 @@ def read_downloaded_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
 def read_pkcs12(data: bytes, password: bytes | None, *, field: str = "crt") -> CertificateInput:
     check_iteration_counts(data, "PKCS#12 file", field)  # before OpenSSL derives any key from the password
     attempts = [password] if password else [None, b""]
-    for attempt in attempts:
-        try:
-            key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
-            break
-        except ValueError:
-            continue
-        except UnsupportedAlgorithm as exc:
-            raise CertificateParseError(f"The PKCS#12 file uses an unsupported algorithm: {_reason(exc)}.", field=field) from None
-        except Exception as exc:  # noqa: BLE001 - a malformed certificate inside (InvalidVersion …)
-            raise CertificateParseError(f"The PKCS#12 file is malformed: {_malformed(exc)}.", field=field) from None
-    else:
+    try:
+        opened = open_pkcs12(data, attempts)  # in a child process with a CPU limit: hidden bags are bounded too
+    except TooCostly:
+        raise PbeCostError(
+            f"The PKCS#12 file needs more than {CPU_SECONDS} s of CPU to open: its key derivations (some inside its "
+            "encrypted parts, counted only while it opens) exceed the limit. Export it again with the default "
+            "settings.", field=field) from None
+    if "unsupported" in opened:
+        raise CertificateParseError(f"The PKCS#12 file uses an unsupported algorithm: {opened['unsupported']}.",
+                                    field=field)
+    if "malformed" in opened:
+        raise CertificateParseError(f"The PKCS#12 file is malformed: {opened['malformed']}.", field=field)
+    if "wrong_password" in opened:
         if password:
             raise PasswordError("The PKCS#12 password is wrong (or the file is damaged).", field="password")
         raise PasswordError("The PKCS#12 file is protected by a password: give its password.", field="password")
+    key = serialization.load_der_private_key(base64.b64decode(opened["key"]), None) if opened["key"] else None
+    cert = x509.load_der_x509_certificate(base64.b64decode(opened["cert"])) if opened["cert"] else None
+    extra = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in opened["extra"]]
     if cert is None:
         raise CertificateParseError("The PKCS#12 file holds no certificate.", field=field)
     certificates = [check_certificate(cert)] + [check_certificate(c, "CA certificate") for c in extra]

@@ -1,10 +1,13 @@
 """The cost of opening a password-protected PKCS#12 file or encrypted private key, read before any key is derived.
 
-A PKCS#12 file names its own key-derivation iteration counts (for its MAC and for each encrypted
-part), and so does an encrypted PKCS#8 key. Opening one made with 5,000,000 rounds costs seconds of
+A PKCS#12 file names its own key-derivation parameters (for its MAC and for each encrypted part:
+PBKDF2 or PKCS#12 iteration counts, scrypt's N, r and p under PBES2), and so does an encrypted
+PKCS#8 key. Opening one made with 5,000,000 rounds costs seconds of
 CPU per attempt, so an upload or an API call could keep the server busy at will. This module walks
-the DER (BER indefinite lengths too) without deriving anything and returns every iteration count it
-finds; the parser refuses a file above the caps before it hands the file to OpenSSL.
+the DER (BER indefinite lengths too) without deriving anything and returns the cost of every
+derivation it finds (scrypt counts N·r·p: about one PBKDF2 round each on this class of machine);
+the parser refuses a file above the caps before it hands the file to OpenSSL. A file too large or
+too deeply nested to walk whole is refused, never half counted.
 
 Parts encrypted with another part's key (a key bag inside an encrypted bag) are not visible before
 decryption; the visible counts bound the work that reveals them, and OpenSSL's exports keep the key
@@ -13,11 +16,14 @@ bag outside the encrypted certificates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import InputError
 
 # Real exports: OpenSSL 2,048; Windows 2,000; macOS 2,048; Java 10,000 (PBES2) or 50,000 (MAC on newer JDKs).
 MAX_ITERATIONS = 200_000  # per key derivation
 MAX_TOTAL_ITERATIONS = 600_000  # all the derivations of one file together
+# scrypt also takes 128·N·r bytes of memory: under the cost cap that is at most 25 MiB
 _MAX_DEPTH = 40
 _MAX_NODES = 20_000
 
@@ -30,6 +36,27 @@ _PBE_OIDS = frozenset(
     [_PKCS + bytes([12, 1, n]) for n in range(1, 7)]
     + [_PKCS + bytes([5, n]) for n in (1, 3, 4, 6, 10, 11, 12)]
 )
+_SCRYPT_OID = bytes.fromhex("2b06010401da47040b")  # 1.3.6.1.4.1.11591.4.11 (RFC 7914)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    cost: int  # in PBKDF2 rounds (about 0.3 µs each here)
+    text: str  # what the file asks for, in its own terms
+
+
+def _rounds(count: int) -> Derivation:
+    return Derivation(count, f"{count:,} key-derivation rounds")
+
+
+def _scrypt(params: list[_Node]) -> Derivation:
+    """scrypt-params ::= SEQUENCE { salt OCTET STRING, costParameter, blockSize, parallelizationParameter, ... }"""
+    numbers = [_integer(p) for p in params if p.tag == _INTEGER][:3]
+    if len(numbers) < 3:
+        return Derivation(1 << 64, "a scrypt key derivation without its parameters")
+    n, r, p = numbers
+    shown_n = f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+    return Derivation(max(n, 0) * max(r, 0) * max(p, 0), f"its key derivation (scrypt N={shown_n}, r={r}, p={p})")
 
 
 class PbeCostError(InputError):
@@ -38,6 +65,10 @@ class PbeCostError(InputError):
 
 class _Malformed(Exception):
     pass
+
+
+class _TooLarge(_Malformed):
+    """Over the walker's own bounds: the file is refused (never counted only in part)."""
 
 
 class _Node:
@@ -65,7 +96,7 @@ class _Reader:
     def _one(self, data: bytes, offset: int, depth: int) -> tuple[_Node | None, int]:
         self.nodes += 1
         if self.nodes > _MAX_NODES or depth > _MAX_DEPTH:
-            raise _Malformed("too deeply nested or too many parts")
+            raise _TooLarge("too deeply nested or too many parts")
         if offset + 2 > len(data):
             raise _Malformed("truncated")
         tag, first = data[offset], data[offset + 1]
@@ -112,9 +143,9 @@ def _integer(node: _Node) -> int:
     return int.from_bytes(node.content, "big", signed=True)
 
 
-def _walk(node: _Node, reader: _Reader, depth: int, found: list[int]) -> None:
+def _walk(node: _Node, reader: _Reader, depth: int, found: list[Derivation]) -> None:
     if depth > _MAX_DEPTH:
-        raise _Malformed("too deeply nested")
+        raise _TooLarge("too deeply nested")
     children = node.children
     if children is None:
         if node.tag == _OCTET_STRING and node.content[:1] == b"\x30":
@@ -130,32 +161,42 @@ def _walk(node: _Node, reader: _Reader, depth: int, found: list[int]) -> None:
         # AlgorithmIdentifier of a PBE scheme or PBKDF2: the first INTEGER of its parameters is the count
         for param in children[1].children:
             if param.tag == _INTEGER:
-                found.append(_integer(param))
+                found.append(_rounds(_integer(param)))
                 break
+    if (node.tag == _SEQUENCE and len(children) == 2 and children[0].tag == _OID
+            and children[0].content == _SCRYPT_OID and children[1].tag == _SEQUENCE):
+        found.append(_scrypt(children[1].children or []))
     for child in children:
         _walk(child, reader, depth + 1, found)
 
 
-def _walk_bytes(data: bytes, reader: _Reader, depth: int, found: list[int]) -> None:
+def _walk_bytes(data: bytes, reader: _Reader, depth: int, found: list[Derivation]) -> None:
     try:
         nodes = reader.parse(data, depth)
+    except _TooLarge:
+        raise
     except _Malformed:
         return  # an OCTET STRING that only looked like DER (a digest, a salt): nothing to count inside
     for node in nodes:
         _walk(node, reader, depth, found)
 
 
-def _mac_iterations(pfx: _Node) -> list[int]:
+def _mac_iterations(pfx: _Node) -> list[Derivation]:
     """PFX ::= SEQUENCE { version, authSafe, macData SEQUENCE { mac, macSalt, iterations INTEGER DEFAULT 1 } }"""
     if pfx.children and len(pfx.children) >= 3:
         mac = pfx.children[2]
         if mac.tag == _SEQUENCE and mac.children and len(mac.children) >= 3 and mac.children[2].tag == _INTEGER:
-            return [_integer(mac.children[2])]
+            return [_rounds(_integer(mac.children[2]))]
     return []
 
 
 def iteration_counts(der: bytes) -> list[int]:
-    """Every key-derivation iteration count visible in a PKCS#12 file or an encrypted PKCS#8 key (DER or BER).
+    """The cost of every key derivation visible in a PKCS#12 file or an encrypted PKCS#8 key, in rounds."""
+    return [d.cost for d in derivations(der)]
+
+
+def derivations(der: bytes) -> list[Derivation]:
+    """Every key derivation visible in a PKCS#12 file or an encrypted PKCS#8 key (DER or BER).
 
     Raises ``ValueError`` when the structure cannot be read at all.
     """
@@ -181,17 +222,18 @@ def check_iteration_counts(der: bytes, what: str, field: str, *, unreadable_ok: 
     parser then says what is wrong with it).
     """
     try:
-        counts = iteration_counts(der)
+        found = derivations(der)
     except ValueError as exc:
-        if unreadable_ok:
+        if unreadable_ok and "too deeply nested or too many parts" not in str(exc):
             return
         raise PbeCostError(f"The {what} could not be read: its structure is damaged ({exc}).", field=field) from None
-    worst = max(counts, default=0)
-    if worst > MAX_ITERATIONS:
+    counts = [d.cost for d in found]
+    worst = max(found, key=lambda d: d.cost, default=None)
+    if worst is not None and worst.cost > MAX_ITERATIONS:
         raise PbeCostError(
-            f"The {what} asks for {worst:,} key-derivation rounds; svcssl opens files with at most "
-            f"{MAX_ITERATIONS:,} (exports from OpenSSL, Windows, macOS and Java use 2,000–50,000). "
-            "Export it again with the default settings.", field=field)
+            f"The {what} asks for {worst.text}; that exceeds the limit of svcssl, which opens files needing at most "
+            f"{MAX_ITERATIONS:,} key-derivation rounds or the same work in scrypt (N·r·p) (exports from OpenSSL, "
+            "Windows, macOS and Java use 2,000–50,000). Export it again with the default settings.", field=field)
     if sum(counts) > MAX_TOTAL_ITERATIONS:
         raise PbeCostError(
             f"The {what} asks for {sum(counts):,} key-derivation rounds in all ({len(counts)} derivations); svcssl "

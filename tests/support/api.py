@@ -35,3 +35,23 @@ def refused(response, status: int = 200) -> str:
     assert body["metadata"]["result"] == 0 and "data" not in body
     assert "Traceback" not in response.text
     return body["metadata"]["reason"]
+
+
+def on(base: str, url: str) -> str:
+    """The same path and query at `base` (the panel's links carry its configured hostname)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{base}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def open_login_link(browser: requests.Session, base: str, url: str) -> requests.Response:
+    """Open a one-time login link the way a person does: the confirmation page, then its button."""
+    import re
+
+    link = on(base, url)
+    page = browser.get(link, verify=False, timeout=30, allow_redirects=False)
+    assert page.status_code == 200 and "Sign in as" in page.text, page.text[:500]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+    return browser.post(link, data=fields, headers={"Origin": base, "Sec-Fetch-Site": "same-origin"},
+                        verify=False, timeout=30, allow_redirects=False)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from ...settings import parse_listen
 from .certificate import PanelCertificate
 from .front import TLSFront
 from .http import Limits, Site
+from .memory import settle_at_start
 from .process import connection_budget, listening_socket, raise_fd_limit, reexec
 
 __all__ = ["Limits", "PanelCertificate", "PanelServer", "bind_address"]
@@ -37,6 +40,23 @@ def _body_cap(app) -> int | None:
     """The app's own request-size cap (Flask's MAX_CONTENT_LENGTH): the server buffers no more."""
     value = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
     return value if isinstance(value, int) and value > 0 else None
+
+
+def _configured(limits: Limits, app) -> Limits:
+    """The [limits] of the app's settings (svcssl's app keeps them in app.extensions["svcssl"])."""
+    settings = getattr(getattr(app, "extensions", {}).get("svcssl"), "settings", None)
+    if settings is None:
+        return limits
+    spool = settings.server.state_dir / "tmp"  # uploads in progress: beside the state, not in a shared /tmp
+    try:
+        spool.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(spool, 0o700)
+    except OSError as exc:
+        log.warning("cannot use %s for uploads in progress (%s): using the system's temporary directory", spool, exc)
+        spool = None
+    return replace(limits, body_budget=settings.limits.request_body_budget,
+                   unauthenticated_body=settings.limits.unauthenticated_body_bytes,
+                   ipv6_prefix=settings.limits.ipv6_prefix, spool_dir=str(spool) if spool else None)
 
 
 class PanelServer:
@@ -77,8 +97,9 @@ class PanelServer:
         this thread handles SIGTERM/SIGINT and does the re-exec.
         """
         fd_limit = raise_fd_limit()
-        limits = self.limits or Limits(max_connections=connection_budget(fd_limit),
-                                       max_body=_body_cap(app) or Limits.max_body)
+        limits = self.limits or _configured(Limits(max_connections=connection_budget(fd_limit),
+                                                   max_body=_body_cap(app) or Limits.max_body), app)
+        settle_at_start()
         sock = listening_socket(*self.bind)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):

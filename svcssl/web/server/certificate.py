@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ...fsutil import stat_signature
+from .tlsprofile import apply_intermediate_profile
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class PanelCertificate:
     def _load(self) -> ssl.SSLContext | None:
         signature = stat_signature(self.cert_file, self.key_file)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        apply_intermediate_profile(context)
         context.set_alpn_protocols(["http/1.1"])
         context.num_tickets = 0
         try:
