@@ -237,7 +237,7 @@ def test_root_creates_a_reseller_sets_its_password_and_deletes_it(server, panel,
         dave = other.new_page()
         log_in(dave, server, "dave", "dave-password-1")
         # root sets dave's password: dave's open session ends
-        page.locator('tr[data-user="dave"]').get_by_role("link", name="Set the password of dave").click()
+        page.locator('tr[data-user="dave"]').get_by_role("link", name="Set password of dave").click()
         page.fill("#password", "dave-password-9")
         page.fill("#confirm", "dave-password-9")
         page.get_by_role("button", name="Set password").click()
