@@ -40,11 +40,17 @@ def served(tmp_path_factory, browser):
     server.stop()
 
 
+LIVE = "[role=alert], [role=status], [aria-live]:not([aria-live=off])"
+
+
 def check(page, url: str, server) -> list[str]:
     page.goto(server.url + url)
     page.wait_for_load_state()
     found = axe_violations(page)
-    return [f"{url}:\n{describe(found)}"] if found else []
+    problems = [f"{url}:\n{describe(found)}"] if found else []
+    if page.locator(LIVE).count() > 1:
+        problems.append(f"{url}: {page.locator(LIVE).count()} live regions (one per page)")
+    return problems
 
 
 @pytest.mark.parametrize("who,password,pages", [("root", ROOT_PASSWORD, ROOT_PAGES), ("bob", BOB_PASSWORD, RESELLER_PAGES)],
@@ -63,6 +69,14 @@ def test_every_page_passes_axe(served, context, who, password, pages):
     page.locator("#install-button").click()
     page.wait_for_load_state()
     assert page.locator("#error-summary").count() == 1
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    invalid = page.locator("[aria-invalid=true]")
+    assert invalid.count() >= 1
+    for i in range(invalid.count()):
+        described = invalid.nth(i).get_attribute("aria-describedby")
+        assert described and page.locator(f"#{described}").count() == 1, invalid.nth(i).get_attribute("name")
+        assert page.locator(f"#{described}").inner_text().strip()
+    assert page.locator(LIVE).count() <= 1
     problems += [f"install with errors:\n{describe(found)}"] if (found := axe_violations(page)) else []
     if who == "root":
         page.goto(server.url + "/scripts2/maintenance")
@@ -72,3 +86,29 @@ def test_every_page_passes_axe(served, context, who, password, pages):
         assert page.locator("details.run").count() >= 1
         problems += [f"maintenance report:\n{describe(found)}"] if (found := axe_violations(page)) else []
     assert not problems, "\n".join(problems)
+
+
+def test_keyboard_alone_reaches_every_action_with_a_visible_focus(served, context):
+    """Tab from the top of the service table page: the skip link comes first and leads to the content;
+    every row's Reset, Details and Apply link is reached, each drawn with a focus ring."""
+    panel, server = served
+    page = context.new_page()
+    log_in(page, server, "root", ROOT_PASSWORD)
+    page.goto(server.url + PAGE)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to content"
+    assert page.evaluate("getComputedStyle(document.activeElement).left") != "-999px"
+    wanted = {(s, a) for s in ("cpanel", "dovecot", "exim", "ftp") for a in ("Reset", "Details", "Apply")}
+    reached = set()
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        focus = page.evaluate("""() => { const e = document.activeElement; const tr = e.closest('tr[data-service]');
+            const style = getComputedStyle(e);
+            return {service: tr && tr.dataset.service, text: e.textContent.trim(),
+                    ring: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2}; }""")
+        if focus["service"] and (focus["service"], focus["text"]) in wanted:
+            assert focus["ring"], focus
+            reached.add((focus["service"], focus["text"]))
+        if reached == wanted:
+            break
+    assert reached == wanted, sorted(wanted - reached)
