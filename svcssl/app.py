@@ -17,6 +17,7 @@ from .deploy.preflight import MARGIN as STATE_MARGIN
 from .errors import DamagedDatabaseError, FileSystemError
 from .filesystem import from_os_error, write_problem
 from .operations.context import utc_now
+from . import timewords
 from .settings import Settings
 from .web import api, audit, auth, browse, maintenance, metrics, resellers, service_ssl, tokens, users
 from .web.auth import current_user, login_required
@@ -75,12 +76,12 @@ def _banner() -> list[dict]:
             if info is None:
                 text = f"The service “{name}” has no usable certificate. {reason.message}"
             elif reason.code == "expired":
-                text = f"The SSL certificate of “{name}” expired on {info.not_after:%Y-%m-%d}."
+                text = f"The SSL certificate of “{name}” {timewords.expiry(info.not_after, now)}, on {timewords.day(info.not_after)}."
             elif reason.code == "revoked":
                 text = f"The SSL certificate of “{name}” is revoked. {reason.message}"
             else:
-                text = (f"The SSL certificate of “{name}” expires in {info.days_left(now)} days "
-                        f"({info.not_after:%Y-%m-%d}). {reason.message}")
+                text = (f"The SSL certificate of “{name}” {timewords.expiry(info.not_after, now)} "
+                        f"({timewords.moment(info.not_after)}). {reason.message}")
             if assessment.held_by:
                 text += f" svcssl leaves it alone: {assessment.held_by} is present."
             level = {"expired": "expired", "unreadable": "expired", "revoked": "expired"}.get(reason.code, status.expiry)
@@ -142,9 +143,15 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    app.add_template_filter(timewords.moment, "moment")
+    app.add_template_filter(timewords.day, "day")
+    app.add_template_filter(timewords.iso, "iso")
+
     @app.context_processor
     def page_globals():
-        return {"user": current_user(), "banner": _banner, "read_only_reason": _read_only_reason}
+        return {"user": current_user(), "banner": _banner, "read_only_reason": _read_only_reason,
+                "expiry_words": timewords.expiry, "relative_words": timewords.relative,
+                "now": app.extensions["svcssl"].clock()}
 
     @app.route("/")
     @login_required

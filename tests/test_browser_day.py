@@ -273,7 +273,7 @@ def test_reset_confirmation_describes_the_current_and_the_new_certificate(tmp_pa
     page.goto(server.url + PAGE)
     row(page, "dovecot").get_by_role("link", name="Reset Certificate").click()
     current = page.locator("#reset-current").inner_text()
-    assert "issued by Test Intermediate 0" in current and "days left" in current and "RSA, 2,048-bit" in current
+    assert "issued by Test Intermediate 0" in current and "expires in" in current and "RSA, 2,048-bit" in current
     assert "self-signed" not in current
     new = page.locator("#reset-new").inner_text()
     assert "ECDSA, P-256" in new and "valid 30 days" in new and HOST in new

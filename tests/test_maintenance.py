@@ -283,7 +283,7 @@ def test_expiry_mail_is_sent_once_with_the_facts(pebble, dns_server, inbox, tmp_
     assert message["Subject"] == f"[{HOST}] The SSL certificate of cpanel, exim and ftp expires in 10 days"
     assert message["To"] == "admin@example.test"
     body = message.get_payload(decode=True).decode()
-    for fact in ("“exim”", HOST, "10 days left", "renew it with its CA", "Test Intermediate 0",
+    for fact in ("“exim”", HOST, "expires in 10 days", "renew it with its CA", "Test Intermediate 0",
                  "https://mail.example.test:2087/"):
         assert fact in body, fact
     run_maintenance(ctx)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from .. import timewords
 from ..deploy.preflight import MARGIN as DISK_MARGIN
 from ..errors import FileSystemError, InputError, LockTimeoutError, SvcsslError, excerpt
 from ..filesystem import mount_point, write_problem
@@ -411,11 +412,10 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
         for fp, group in groups.items():
             info = group[0].info
             names = [s.service.name for s in group]
-            days = info.days_left(now)
             if kind == "expired":
                 key = f"expired:{fp}"
                 subject = f"[{host}] The SSL certificate of {_names(names)} has expired"
-                first = f"expired on {info.not_after:%Y-%m-%d %H:%M} UTC."
+                first = f"{timewords.expiry(info.not_after, now)}, on {timewords.moment(info.not_after)}."
             elif kind == "held":
                 key = f"held:{fp}"
                 subject = f"[{host}] A touch file keeps svcssl from renewing the SSL certificate of {_names(names)}"
@@ -424,8 +424,8 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
                          f"or install a certificate yourself.")
             else:
                 key = f"expiring:{fp}:{threshold}"
-                subject = f"[{host}] The SSL certificate of {_names(names)} expires in {days} days"
-                first = f"expires on {info.not_after:%Y-%m-%d %H:%M} UTC: {days} days left."
+                subject = f"[{host}] The SSL certificate of {_names(names)} {timewords.expiry(info.not_after, now)}"
+                first = f"{timewords.expiry(info.not_after, now)}, on {timewords.moment(info.not_after)}."
             lines = [f"The SSL certificate of {_names([f'“{n}”' for n in names])} {first}",
                      f"Domains: {', '.join(info.domains)}", f"Issuer: {info.issuer_label}"]
             for status in group:

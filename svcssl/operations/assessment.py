@@ -24,6 +24,9 @@ from ..x509.validate import covers_hostname, weak_reasons
 
 OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
 VERDICTS = (OK, RENEW_SOON, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
+# A verdict said to a person: a state of the certificate, not a command ("replace" reads like an order).
+VERDICT_LABELS = {OK: "Fine", RENEW_SOON: "Renews soon", REPLACE: "Needs replacing",
+                  ATTENTION: "Needs your attention", "repair": "Repair: chain incomplete"}
 SHORT_LIVED = timedelta(days=50)  # from here on the cPanel day thresholds bound the lifetime fraction
 VERY_SHORT = timedelta(days=10)  # under this lifetime, renew at half of it rather than a third
 
@@ -118,6 +121,11 @@ class Assessment:
     def flags(self) -> tuple[str, ...]:
         """The table's flags: one short word per reason (none when ok)."""
         return () if self.ok else tuple(dict.fromkeys(r.label for r in self.reasons))
+
+    @property
+    def label(self) -> str:
+        """The verdict in words for a person ("Needs replacing")."""
+        return VERDICT_LABELS.get(self.verdict, self.verdict)
 
     @property
     def summary(self) -> str:
@@ -271,6 +279,7 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
     days = info.days_left(now)
     expired = info.not_after <= now
     problems = _problems(info, server, facts, now)
+    due_text = None
     if problems:
         verdict, due = REPLACE, True
     else:
@@ -290,6 +299,8 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
             return Assessment(OK, (Reason("ok", f"It passes every check ({days} days left)."),), days_left=days)
     held = _held(touch_files, expired) if due else None
     if held:
+        if problems[0].code == "expiring":  # due, but the run may not act: say so, never "renews it now"
+            problems = [Reason("expiring", _sentence(f"{due_text}: it is due for renewal"))]
         return Assessment(ATTENTION, tuple(problems) + (_left_alone(held),), due=False, expired=expired,
                           days_left=days, held_by=held)
     return Assessment(verdict, tuple(problems), due=due, expired=expired, days_left=days)

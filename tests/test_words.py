@@ -1,0 +1,58 @@
+"""Words that are true (issue 22): one way to say time everywhere, and sentences that agree.
+
+A certificate with 12.2 days left and another expired 12.2 days ago: the table, Details, the banner,
+`svcssl list` and the mail all say "12 days", never 13 and never "-12"; every moment has its zone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from support import pki
+from support.browser import PAGE
+from support.panel import HOST
+from svcssl import timewords
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+
+
+def test_durations_are_whole_units_rounded_toward_zero():
+    assert timewords.expiry(NOW + timedelta(days=2.9), NOW) == "expires in 2 days"
+    assert timewords.expiry(NOW + timedelta(days=1.5), NOW) == "expires in 1 day"
+    assert timewords.expiry(NOW + timedelta(hours=5.5), NOW) == "expires in 5 hours"
+    assert timewords.expiry(NOW + timedelta(minutes=1), NOW) == "expires in 1 minute"
+    assert timewords.expiry(NOW - timedelta(days=12.2), NOW) == "expired 12 days ago"
+    assert timewords.expiry(NOW - timedelta(hours=3), NOW) == "expired 3 hours ago"
+    assert timewords.whole_days(timedelta(days=-12.2)) == -12 and timewords.whole_days(timedelta(days=2.9)) == 2
+
+
+def test_moments_carry_their_zone():
+    assert timewords.moment(datetime(2026, 12, 7, 4, 10)) == "2026-12-07 04:10 UTC"  # stored naive = UTC
+    assert timewords.moment(datetime(2026, 12, 7, 5, 10, tzinfo=timezone(timedelta(hours=1)))) == "2026-12-07 04:10 UTC"
+    assert timewords.moment(None) == "never"
+
+
+def test_every_surface_says_the_same_whole_days(panel, root, run_cli):
+    """12.2 days left and 12.2 days expired: "expires in 12 days" and "expired 12 days ago" on the table,
+    Details, the banner and `svcssl list`; no "13", no negative day count, no moment without its zone."""
+    ca = pki.pki()
+    now = datetime.now(timezone.utc)
+    key = pki.rsa_key(21)
+    soon, _ = ca.leaf([HOST], key=key, not_before=now - timedelta(days=60), not_after=now + timedelta(days=12.2))
+    gone, _ = ca.leaf([HOST], key=key, not_before=now - timedelta(days=80), not_after=now - timedelta(days=12.2))
+    for service, cert in (("dovecot", soon), ("exim", gone)):
+        cert_file = panel.etc / ("dovecot/cert.pem" if service == "dovecot" else "exim/exim.crt")
+        key_file = panel.etc / ("dovecot/key.pem" if service == "dovecot" else "exim/exim.key")
+        cert_file.write_bytes(pki.pem(cert, ca.intermediate))
+        key_file.write_bytes(pki.key_pem(key))
+    table = root.get(PAGE).text
+    assert re.search(r'id="service-dovecot".*?expires in 12 days', table, re.S)
+    assert re.search(r'id="service-exim".*?expired 12 days ago', table, re.S)
+    details = root.get(PAGE + "/details/exim").text
+    assert "expired 12 days ago" in details and "13 days" not in details and "(-" not in details
+    assert re.search(r"Expiration</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d UTC", details)
+    assert "“exim” expired 12 days ago" in table  # the banner
+    listed = run_cli("list", config=panel.config)
+    assert "(expires in 12 days)" in listed.out and "(expired 12 days ago)" in listed.out
+    assert "13 days" not in listed.out
