@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -58,6 +58,8 @@ def plan_wakeup(scheduler: BaseScheduler, settings: Settings) -> Wakeup | None:
         return None
     finally:
         ctx.store.close()
+    if scheduler.state == STATE_STOPPED:  # shutting down: shutdown(wait=True) holds the job-store lock while it
+        return None  # waits for this very job, so touching the jobs now would never return
     for job in scheduler.get_jobs():  # one planned wake-up at a time (each has its own id: no race with the
         if job.id.startswith(WAKEUP_JOB):  # scheduler removing the one that is running now)
             job.remove()
