@@ -324,7 +324,7 @@ def test_caa_forbidding_or_hostname_elsewhere_blocks_the_order(pebble, dns_serve
     assert "digicert.com" in blocker and 'example.test. 86400 IN CAA 0 issue "letsencrypt.org"' in blocker
     ftp = {s.service: s for s in report.services}["ftp"]
     assert ftp.action.startswith("none (no hostname certificate can be ordered")
-    assert blocker.count("IN CAA") == 1 and ftp.action.count("IN CAA") == 1  # the record to add, said once
+    assert blocker.count("IN CAA") == 1 and "IN CAA" not in ftp.action  # the record to add, said once, not per row
 
     dns_server.set_zone({HOST: {"A": ["192.0.2.55"]}})
     report = run_maintenance(ctx)

@@ -42,7 +42,7 @@ class ServiceReport:
     verdict: str  # the assessment's main reason code (ok, expired, self-signed, …)
     reason: str  # every reason of the assessment, for a person
     action: str  # what was done (or, in a dry run, would be done)
-    outcome: str  # ok | failed | none | planned
+    outcome: str  # ok | failed | none | planned | blocked (dry run: no order is possible, the reason says why)
     ok: bool  # ends the run with a certificate that passes, or was left alone on purpose
     fingerprint_before: str | None
     fingerprint_after: str | None
@@ -134,21 +134,25 @@ def _service_report(name: str, assessment: Assessment, action: str, outcome: str
 
 def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> str:
     held = [name for name, a in assessments.items() if a.verdict == ATTENTION]
-    failed = [s.service for s in report.services if s.outcome != "planned" and (not s.ok or s.outcome == "failed")]
+    failed = [s.service for s in report.services
+              if s.outcome not in ("planned", "blocked") and (not s.ok or s.outcome == "failed")]
     planned = [s.service for s in report.services if s.outcome == "planned"]
+    blocked = [s.service for s in report.services if s.outcome == "blocked"]
     parts = []
     if planned:
-        parts.append(f"needs attention: {', '.join(planned)} would get a new certificate (dry run)")
+        parts.append(f"{', '.join(planned)} would get a new certificate")
+    if blocked:
+        parts.append(f"{', '.join(blocked)} cannot get a new certificate (no order is possible)")
     if failed:
-        parts.append(f"needs attention: {', '.join(failed)} did not end with a certificate that passes")
+        parts.append(f"{', '.join(failed)} did not end with a certificate that passes")
     if held:
         files = sorted({assessments[name].held_by for name in held})
-        parts.append(f"needs attention: {', '.join(held)} left alone because {' and '.join(files)} "
+        parts.append(f"{', '.join(held)} left alone because {' and '.join(files)} "
                      f"{'is' if len(files) == 1 else 'are'} present")
     if report.order and report.order.get("ok") is False and not report.order.get("skipped"):
         parts.append("the hostname certificate order failed")
-    if parts:
-        return "; ".join(parts)
+    if parts:  # "needs attention" said once
+        return "needs attention: " + "; ".join(parts)
     if any(not a.ok for a in assessments.values()):
         return "every service ends with a certificate that passes (some expire soon)"
     return "every service is fine"
@@ -334,7 +338,7 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderO
     if not auto_hostname:
         why = f"no hostname certificate: {NO_HOSTNAME_CERTIFICATE} is present"
     elif hostname.blocker:
-        why = f"no hostname certificate can be ordered: {hostname.blocker}"
+        why = "no hostname certificate can be ordered (the reason and the fix are given once, under the hostname)"
     elif dry_run:
         why = "would install the hostname certificate"
     elif order is not None:
@@ -342,8 +346,12 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderO
     else:
         why = "no hostname certificate"
     if dry_run:
-        action = why + ("; would install a self-signed certificate now" if verdict.expired and not why.startswith("would") else "")
-        return _service_report(name, verdict, action, "planned", False, before, before)
+        if why.startswith("would"):
+            return _service_report(name, verdict, why, "planned", False, before, before)
+        if verdict.expired:  # the self-signed stop-gap needs no order: that much is planned
+            return _service_report(name, verdict, why + "; would install a self-signed certificate now", "planned",
+                                   False, before, before)
+        return _service_report(name, verdict, why, "blocked", False, before, before)
     fallback = _fallback(ctx, status, verdict, dry_run, say, disk)
     if fallback is not None:
         return _service_report(name, verdict,

@@ -73,10 +73,10 @@ def index():
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
                            form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings),
-                           hostname_problem=_hostname_problem(ctx))
+                           hostname_problem=hostname_problem(ctx))
 
 
-def _hostname_problem(ctx):
+def hostname_problem(ctx):
     """The last maintenance run's word on the hostname, when it cannot get a certificate (with the fix)."""
     runs = ctx.store.runs(1)
     if not runs:
