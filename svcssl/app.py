@@ -12,7 +12,7 @@ from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from .operations.assessment import RENEWS_NOW, VERDICT_LABELS, Thresholds, needs_a_person
+from .operations.assessment import VERDICT_LABELS, Thresholds, needs_a_person
 from .deploy.preflight import MARGIN as STATE_MARGIN
 from .errors import DamagedDatabaseError, FileSystemError
 from .filesystem import from_os_error, write_problem
@@ -65,7 +65,6 @@ def _banner() -> list[dict]:
     if user is not None and user.may_manage_service_ssl:  # root, and resellers root granted the page
         ctx = context()
         now = ctx.now()
-        blocked = service_ssl.hostname_problem(ctx)  # the last run could order nothing: never say "renews it now"
         for status in service_statuses():
             assessment = status.assessment
             reason = next((r for r in assessment.reasons if r.code in BANNER_CODES), None)
@@ -85,10 +84,6 @@ def _banner() -> list[dict]:
                         f"({timewords.moment(info.not_after)}). {reason.message}")
             if assessment.held_by:
                 text += f" svcssl leaves it alone: {assessment.held_by} is present."
-            elif blocked and RENEWS_NOW in text:
-                text = text.replace(f": {RENEWS_NOW}.", ".") + (
-                    " The maintenance run cannot renew it: no certificate can be ordered for the hostname (the "
-                    "reason and the fix are on Manage Service SSL Certificates, once). Fix that; the next run renews it.")
             level = {"expired": "expired", "unreadable": "expired", "revoked": "expired"}.get(reason.code, status.expiry)
             warnings.append({"service": name, "level": level if level != "ok" else "expiring", "text": text})
     g.svcssl_banner = warnings

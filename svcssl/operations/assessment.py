@@ -25,7 +25,9 @@ from ..x509.validate import covers_hostname, weak_reasons
 OK, RENEW_SOON, REPLACE, ATTENTION = "ok", "renew-soon", "replace", "attention"
 VERDICTS = (OK, RENEW_SOON, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
 # A verdict said to a person: a state of the certificate, not a command ("replace" reads like an order).
-RENEWS_NOW = "the maintenance run renews it now"  # said only while an order is possible (see web's banner)
+RENEWS_NOW = "the maintenance run renews it now"
+CANNOT_RENEW = ("the maintenance run cannot renew it while no certificate can be ordered for the hostname "
+                "(the reason and the fix are given once, with the hostname)")
 VERDICT_LABELS = {OK: "Fine", RENEW_SOON: "Renews soon", REPLACE: "Needs replacing",
                   ATTENTION: "Needs your attention", "repair": "Repair: chain incomplete"}
 SHORT_LIVED = timedelta(days=50)  # from here on the cPanel day thresholds bound the lifetime fraction
@@ -55,6 +57,7 @@ class ServerFacts:
 
     hostname: str
     problem: str | None = None  # e.g. "mail.example.com does not resolve in DNS"; None when fine or unknown
+    order_blocked: bool = False  # no hostname certificate can be ordered now (DNS, CAA): the run cannot renew
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,8 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
         due_text = renewal_due(info, facts, now, thresholds)
         if due_text:
             verdict, due = RENEW_SOON, True
-            problems = [Reason("expiring", _sentence(f"{due_text}: {RENEWS_NOW}"))]
+            problems = [Reason("expiring", _sentence(
+                f"{due_text}: {CANNOT_RENEW if server.order_blocked else RENEWS_NOW}"))]
         elif days < thresholds.notify_days and not facts.from_own_ca and not _early_for_short(info, now):
             # (a certificate from our own CA is renewed by the run on time: no news until renewal_overdue)
             verdict, due = RENEW_SOON, False
