@@ -10,6 +10,7 @@ from typing import Callable, Protocol
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from .operations.assessment import VERDICT_LABELS, Thresholds, needs_a_person
@@ -90,6 +91,11 @@ def _banner() -> list[dict]:
     return warnings
 
 
+def _at_dots(name: str) -> Markup:
+    """A DNS name that may break after each dot, never inside a label (a label's hyphens do not break it)."""
+    return Markup(".<wbr>").join(Markup('<span class="lbl">{}</span>').format(label) for label in name.split("."))
+
+
 def for_the_panel(message: str) -> str:
     """A disk's sentence said for a page: "try again", not "run the command again"."""
     return message.replace("run the command again", "try again")
@@ -146,6 +152,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     app.add_template_filter(timewords.moment, "moment")
     app.add_template_filter(timewords.day, "day")
     app.add_template_filter(timewords.iso, "iso")
+    app.add_template_filter(_at_dots, "at_dots")
 
     @app.context_processor
     def page_globals():

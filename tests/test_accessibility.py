@@ -33,10 +33,27 @@ def context(browser):  # noqa: F811 - axe is injected as a script: the panel's C
 def served(tmp_path_factory, browser):
     tmp = tmp_path_factory.mktemp("a11y")
     panel = make_panel(tmp)
-    install_directly(panel, ["exim", "dovecot"], 3)
+    first = install_directly(panel, ["exim", "dovecot"], 3)
+    install_directly(panel, ["exim"], 4)  # a history to roll back in
+    from svcssl.operations.context import open_context
+    from svcssl.operations.tokens import create_token
+    from svcssl.x509.inspect import fingerprint
+    from support import pki
+    from support.panel import HOST
+    from svcssl.operations.install import install_certificate
+    ctx = open_context(panel.settings)
+    create_token(ctx, "bob", "deploy-hook", 30, actor="test")
+    ca = pki.pki()  # a certificate with 28 long names for ftp
+    names = [HOST] + [f"customer-{i:02d}-with-a-rather-long-label.hosting-platform.example.net" for i in range(27)]
+    leaf, key = ca.leaf(names, key=pki.rsa_key(5))
+    _, outcomes = install_certificate(ctx, ["ftp"], pki.pem(leaf), pki.key_pem(key), pki.pem(ca.intermediate), None,
+                                      actor="test")
+    assert all(o.ok for o in outcomes), outcomes
+    ctx.store.close()
+    confirmations = [PAGE + f"/rollback/exim?fingerprint={fingerprint(first)}", "/scripts/tokens/deploy-hook/revoke"]
     from support.process import PanelProcess
     server = PanelProcess(panel.config, tmp / "serve.log").start()
-    yield panel, server
+    yield panel, server, confirmations
     server.stop()
 
 
@@ -56,9 +73,10 @@ def check(page, url: str, server) -> list[str]:
 @pytest.mark.parametrize("who,password,pages", [("root", ROOT_PASSWORD, ROOT_PAGES), ("bob", BOB_PASSWORD, RESELLER_PAGES)],
                          ids=["root", "reseller"])
 def test_every_page_passes_axe(served, context, who, password, pages):
-    panel, server = served
+    panel, server, confirmations = served
     page = context.new_page()
     problems: list[str] = []
+    pages = pages + (confirmations if who == "root" else [])
     page.goto(server.url + "/login")
     problems += check(page, "/login", server)
     log_in(page, server, who, password)
@@ -69,7 +87,7 @@ def test_every_page_passes_axe(served, context, who, password, pages):
     page.locator("#install-button").click()
     page.wait_for_load_state()
     assert page.locator("#error-summary").count() == 1
-    assert page.evaluate("document.activeElement.id") == "error-summary"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'error-summary'")  # autofocus
     invalid = page.locator("[aria-invalid=true]")
     assert invalid.count() >= 1
     for i in range(invalid.count()):
@@ -91,7 +109,7 @@ def test_every_page_passes_axe(served, context, who, password, pages):
 def test_keyboard_alone_reaches_every_action_with_a_visible_focus(served, context):
     """Tab from the top of the service table page: the skip link comes first and leads to the content;
     every row's Reset, Details and Apply link is reached, each drawn with a focus ring."""
-    panel, server = served
+    panel, server, _ = served
     page = context.new_page()
     log_in(page, server, "root", ROOT_PASSWORD)
     page.goto(server.url + PAGE)
@@ -112,3 +130,44 @@ def test_keyboard_alone_reaches_every_action_with_a_visible_focus(served, contex
         if reached == wanted:
             break
     assert reached == wanted, sorted(wanted - reached)
+
+
+def test_a_long_name_list_collapses_and_names_break_only_at_dots(served, context):
+    """28 names: three shown, "+25 more" opens the rest; the table still fits 1280 px with its actions in view;
+    no name is broken inside a label (each label is on one line)."""
+    panel, server, _ = served
+    page = context.new_page()
+    log_in(page, server, "root", ROOT_PASSWORD)
+    page.goto(server.url + PAGE)
+    cell = page.locator("#service-ftp .domains")
+    more = cell.locator("details.more-names summary")
+    assert more.inner_text() == "+25 more"
+    assert cell.locator(":scope > span.name").count() == 3
+    assert not cell.locator("details.more-names span.name").first.is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("window.innerWidth")
+    assert page.locator("#service-ftp").get_by_role("link", name="Apply Certificate to Another Service").is_visible()
+    more.click()
+    assert cell.locator("details.more-names span.name").nth(24).is_visible()
+    split = page.evaluate("""() => {
+        const broken = [];
+        for (const span of document.querySelectorAll('#service-ftp .domains span.name')) {
+            const text = span.textContent; let at = 0;
+            for (const label of text.split('.')) {
+                const range = document.createRange();
+                const walker = document.createTreeWalker(span, NodeFilter.SHOW_TEXT);
+                // the label's characters, across the text nodes <wbr> separates
+                let offset = 0, node, start = null, end = null;
+                while ((node = walker.nextNode())) {
+                    const len = node.textContent.length;
+                    if (start === null && at < offset + len) start = [node, at - offset];
+                    if (end === null && at + label.length <= offset + len) { end = [node, at + label.length - offset]; break; }
+                    offset += len;
+                }
+                range.setStart(...start); range.setEnd(...end);
+                const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                if (tops.size > 1) broken.push(label);
+                at += label.length + 1;
+            }
+        }
+        return broken; }""")
+    assert split == [], split

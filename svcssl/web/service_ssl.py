@@ -369,11 +369,20 @@ def download(service: str, part: str):
                                       headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@bp.route(PAGE + "/rollback/<service>", methods=["POST"])
+@bp.route(PAGE + "/rollback/<service>", methods=["GET", "POST"])
 @service_ssl_required
 def rollback(service: str):
     ctx = context()
     form = ConfirmForm()
+    if request.method in ("GET", "HEAD"):  # what will change (both certificates), and a POST to confirm it
+        svc = _service_or_404(service)
+        details = service_details(ctx, svc)
+        wanted = request.args.get("fingerprint") or ""
+        target = next((h for h in details.history if h.fingerprint == wanted), None)
+        if target is None:
+            abort(404, "That certificate is not in the history of this service.")
+        return render_template("service_ssl/rollback_confirm.html", service=svc, status=details.status,
+                               target=target, form=form, now=ctx.now())
     if not form.validate_on_submit():
         abort(400, "The form expired or was not sent from this page. Try again.")
     fingerprint = request.form.get("fingerprint") or None
