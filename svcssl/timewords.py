@@ -68,3 +68,29 @@ def day(value: datetime) -> str:
 def iso(value: datetime) -> str:
     """RFC 3339 for machines and for the browser's <time datetime=…>."""
     return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+def cron_words(expression: str) -> str:
+    """A cron line (the [maintenance] schedule, UTC) in words: "every day at 03:17 UTC". Lines this does not
+    know how to say come back as themselves, marked as cron."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"on the cron schedule “{expression}” (UTC)"
+    minute, hour, dom, month, dow = fields
+    if dom == "*" and month == "*":
+        if minute.isdigit() and hour.isdigit():
+            at = f"{int(hour):02d}:{int(minute):02d} UTC"
+            if dow == "*":
+                return f"every day at {at}"
+            if dow.isdigit() and int(dow) <= 7:
+                return f"every {_WEEKDAYS[int(dow) % 7]} at {at}"
+        if dow == "*" and minute.isdigit() and hour.startswith("*/") and hour[2:].isdigit():
+            return f"every {hour[2:]} hours, at minute {int(minute)}"
+        if dow == "*" and hour == "*" and minute.startswith("*/") and minute[2:].isdigit():
+            return f"every {minute[2:]} minutes"
+        if dow == "*" and hour == "*" and minute.isdigit():
+            return f"every hour, at minute {int(minute)}"
+    return f"on the cron schedule “{expression}” (UTC)"

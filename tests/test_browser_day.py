@@ -377,14 +377,17 @@ def test_maintenance_dry_run_confirmed_run_touch_files_and_hostname_fix(tmp_path
     page.goto(server.url + "/scripts2/maintenance")
     # touch files: switched from the page, with their meaning, audited
     item = page.locator('li[data-touch="disable_service_certificate_management"]')
-    assert "no automatic replacement of any service certificate" in item.inner_text()
-    item.get_by_role("button", name="Create disable_service_certificate_management").click()
-    assert "is now present" in page.locator(".flash").inner_text()
+    assert "Automatic certificate management: on" in item.inner_text()
+    assert "replaces certificates that need it" in item.inner_text()
+    item.get_by_role("button", name="Turn off Automatic certificate management").click()
+    assert "Automatic certificate management is now off" in page.locator(".flash").inner_text()
     assert (panel.state / "disable_service_certificate_management").exists()
-    assert page.locator('li[data-touch="disable_service_certificate_management"] strong').inner_text() == "present"
+    item = page.locator('li[data-touch="disable_service_certificate_management"]')
+    assert item.locator(".switch-state").inner_text() == "off"
+    assert "no automatic replacement of any service certificate" in item.inner_text()
     page.reload()  # Post/Redirect/Get: no second change
     page.locator('li[data-touch="disable_service_certificate_management"]').get_by_role("button", name=re.compile(
-        "^Remove")).click()
+        "^Turn on")).click()
     assert not (panel.state / "disable_service_certificate_management").exists()
     page.goto(server.url + "/scripts/audit")
     audit = page.locator("main").inner_text()

@@ -361,8 +361,9 @@ def test_maintenance_page_run_now_and_touch_files(tmp_path):
     page = client.get("/scripts2/maintenance")
     assert page.status_code == 200
     assert 'data-touch="disable_auto_hostname_certificate"' in page.text
-    assert re.search(r"disable_auto_hostname_certificate</code>: <strong>present", page.text)
-    assert re.search(r"disable_service_certificate_management</code>: <strong>absent", page.text)
+    assert re.search(r'Automatic hostname certificates: <span class="switch-state">off</span>', page.text)
+    assert re.search(r"Touch file <code>disable_auto_hostname_certificate</code>: present", page.text)
+    assert re.search(r'Automatic certificate management: <span class="switch-state">on</span>', page.text)
     assert "No run yet." in page.text
     assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 303
     deadline = time.monotonic() + 30

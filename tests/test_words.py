@@ -56,3 +56,21 @@ def test_every_surface_says_the_same_whole_days(panel, root, run_cli):
     listed = run_cli("list", config=panel.config)
     assert "(expires in 12 days)" in listed.out and "(expired 12 days ago)" in listed.out
     assert "13 days" not in listed.out
+
+
+def test_cron_lines_in_words():
+    assert timewords.cron_words("17 3 * * *") == "every day at 03:17 UTC"
+    assert timewords.cron_words("0 4 * * 1") == "every Monday at 04:00 UTC"
+    assert timewords.cron_words("*/5 * * * *") == "every 5 minutes"
+    assert timewords.cron_words("30 */6 * * *") == "every 6 hours, at minute 30"
+    assert timewords.cron_words("0 3 1 * *") == "on the cron schedule “0 3 1 * *” (UTC)"
+
+
+def test_the_schedule_page_says_the_schedule_in_words_and_the_next_run_with_its_zone(panel, root):
+    page = root.get("/scripts2/maintenance").text
+    schedule = panel.settings.maintenance.schedule
+    assert re.search(r'id="schedule-words">every day at \d\d:\d\d UTC</strong>', page), schedule
+    assert re.search(r'<h2>Next run</h2>\s*<p><strong>\d{4}-\d\d-\d\d \d\d:\d\d UTC</strong>', page)
+    # switches in positive words; the touch file is named, not the subject
+    assert "Automatic hostname certificates: <span class=\"switch-state\">on</span>" in page
+    assert "Turn off Automatic hostname certificates" in page

@@ -80,6 +80,13 @@ TOUCH_FILE_MEANING = {
     NO_HOSTNAME_CERTIFICATE: "never order or install a hostname certificate",
     NO_MANAGEMENT: "no automatic replacement of any service certificate and no expiry mail",
 }
+# Each touch file as the switch a person sees, in positive words: its name, and what "on" (file absent) does.
+TOUCH_FILE_SWITCH = {
+    NO_MANAGEMENT: ("Automatic certificate management",
+                    "the maintenance run replaces certificates that need it and mails expiry warnings"),
+    NO_HOSTNAME_CERTIFICATE: ("Automatic hostname certificates",
+                              "the maintenance run orders a CA-signed certificate for the hostname and installs it"),
+}
 
 
 def set_touch_file(ctx: Context, name: str, present: bool, *, actor: str) -> bool:
