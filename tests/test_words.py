@@ -74,3 +74,20 @@ def test_the_schedule_page_says_the_schedule_in_words_and_the_next_run_with_its_
     # switches in positive words; the touch file is named, not the subject
     assert "Automatic hostname certificates: <span class=\"switch-state\">on</span>" in page
     assert "Turn off Automatic hostname certificates" in page
+
+
+def test_details_history_marks_what_is_on_disk_and_an_outside_change(panel, root):
+    """After an outside change the history does not call svcssl's last install "(on disk now)": the file's
+    certificate gets its own row, and Why says the files were changed outside svcssl."""
+    ca = pki.pki()
+    key = pki.rsa_key(23)
+    before = root.get(PAGE + "/details/dovecot").text
+    assert before.count("(on disk now)") == 1 and 'id="outside-change"' not in before
+    leaf, _ = ca.leaf([HOST], key=key)
+    (panel.etc / "dovecot/cert.pem").write_bytes(pki.pem(leaf, ca.intermediate))
+    (panel.etc / "dovecot/key.pem").write_bytes(pki.key_pem(key))
+    after = root.get(PAGE + "/details/dovecot").text
+    row = re.search(r'<tr class="active outside" id="outside-change">(.*?)</tr>', after, re.S)
+    assert row and "(on disk now)" in row.group(1) and "changed outside svcssl" in row.group(1)
+    assert after.count("(on disk now)") == 1
+    assert "changed outside svcssl" in after.split('id="outside-change"')[0]  # Why says it too
