@@ -64,7 +64,8 @@ def assert_fits(page) -> None:
     assert rows.count() >= 4
     for i in range(rows.count()):
         tr = rows.nth(i)
-        for name in ("Reset Certificate", "Certificate Details", "Apply Certificate to Another Service"):
+        expired = tr.locator(".expiry-expired").count() > 0  # an expired certificate is not offered to Apply
+        for name in ("Reset Certificate", "Certificate Details") + (() if expired else ("Apply Certificate to Another Service",)):
             link = tr.get_by_role("link", name=name)
             assert link.is_visible(), (tr.get_attribute("data-service"), name)
             box = link.bounding_box()

@@ -6,6 +6,7 @@ A certificate with 12.2 days left and another expired 12.2 days ago: the table, 
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -91,3 +92,23 @@ def test_details_history_marks_what_is_on_disk_and_an_outside_change(panel, root
     assert row and "(on disk now)" in row.group(1) and "changed outside svcssl" in row.group(1)
     assert after.count("(on disk now)") == 1
     assert "changed outside svcssl" in after.split('id="outside-change"')[0]  # Why says it too
+
+
+def test_apply_offers_no_expired_certificate_and_finds_a_service_key_written_outside(panel, root):
+    ca = pki.pki()
+    key = pki.rsa_key(23)
+    gone, _ = ca.leaf([HOST], key=key, not_before=datetime.now(timezone.utc) - timedelta(days=90),
+                      not_after=datetime.now(timezone.utc) - timedelta(days=2))
+    (panel.etc / "exim/exim.crt").write_bytes(pki.pem(gone, ca.intermediate))
+    (panel.etc / "exim/exim.key").write_bytes(pki.key_pem(key))
+    table = root.get(PAGE).text
+    exim_row = re.search(r'<tr id="service-exim".*?</tr>', table, re.S).group(0)
+    assert "apply_from=exim" not in exim_row and "apply_from=dovecot" in table
+    refused = root.get(PAGE + "/install?apply_from=exim", follow_redirects=True)  # back to the table, said in a note
+    assert "expired 2 days ago: it cannot be applied" in html.unescape(refused.text)
+    # dovecot's files changed outside svcssl: Apply still finds the key in dovecot's own key file
+    current, _ = ca.leaf([HOST], key=key)
+    (panel.etc / "dovecot/cert.pem").write_bytes(pki.pem(current, ca.intermediate))
+    (panel.etc / "dovecot/key.pem").write_bytes(pki.key_pem(key))
+    page = html.unescape(root.get(PAGE + "/install?apply_from=dovecot").text)
+    assert "The matching key was found in a service's files" in page and "PRIVATE KEY" not in page

@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, use_certificate
-from ..operations.browse import parse_reference
+from .. import timewords
+from ..operations.browse import parse_reference, refresh_index
 from ..operations.csr import create_csr, split_domains
 from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
 from ..operations.assessment import Thresholds
@@ -109,11 +110,18 @@ def _apply_source(form: InstallForm, source: ServiceSettings) -> str:
     status = details.status
     if status.installed is None:
         raise InputError(f"The service '{source.name}' has no readable certificate to apply.", field="service")
+    if status.info is not None and status.info.not_after <= ctx.now():
+        raise InputError(f"The certificate of “{source.name}” {timewords.expiry(status.info.not_after, ctx.now())}: "
+                         "it cannot be applied to another service. Install a current certificate instead.",
+                         field="service")
     form.crt.data = certificate_pem(status.installed.leaf).decode()
     form.cabundle.data = chain_pem(status.installed.chain).decode()
     if status.active is not None and status.active.fingerprint == status.fingerprint:
         form.key_ref.data = status.fingerprint
     return source.name
+
+
+APPLY_INDEX_AGE = 10.0  # seconds: Apply looks again (a stat per file) when the index is older than this
 
 
 def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | None]:
@@ -122,10 +130,16 @@ def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | N
     if form.key_ref.data:
         return None, None
     changed = f"The files of “{source}” were changed outside svcssl, so svcssl's store does not hold this certificate's key."
-    try:
-        choice = autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
-    except (InputError, AccessDeniedError):
-        choice = None
+    def look() -> object | None:
+        try:
+            return autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
+        except (InputError, AccessDeniedError):
+            return None
+
+    choice = look()
+    if (choice is None or choice.key is None) and refresh_index(context(), if_older_than=APPLY_INDEX_AGE,
+                                                                 lock_timeout=5.0) is not None:
+        choice = look()  # the key may sit in the service's own key file, written since the index last looked
     if choice is not None and choice.key is not None:
         form.key_source.data = choice.key.reference
         return f"{changed} The matching key was found in {choice.key.origin} and is used by reference.", None
