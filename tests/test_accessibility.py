@@ -171,3 +171,17 @@ def test_a_long_name_list_collapses_and_names_break_only_at_dots(served, context
         }
         return broken; }""")
     assert split == [], split
+
+
+def test_escape_closes_the_open_disclosure_and_returns_the_focus(served, context):
+    panel, server, _ = served
+    page = context.new_page()
+    log_in(page, server, "root", ROOT_PASSWORD)
+    page.goto(server.url + PAGE)
+    summary = page.locator("#service-ftp details.more-names summary")
+    summary.focus()
+    page.keyboard.press("Enter")
+    assert page.locator("#service-ftp details.more-names").get_attribute("open") is not None
+    page.keyboard.press("Escape")
+    assert page.locator("#service-ftp details.more-names").get_attribute("open") is None
+    assert page.evaluate("document.activeElement.textContent.trim()") == "+25 more"
