@@ -45,3 +45,24 @@ if [ "$want_test" = 1 ]; then
 else
   .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 fi
+
+if [ "$want_test" = 1 ]; then
+  # axe-core (the accessibility rules the browser tests run in Chromium), pinned and checked by its npm integrity
+  axe_version=4.14.1
+  axe_sha512=FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+  axe_dir=.venv/share/axe-core-$axe_version
+  if [ ! -s "$axe_dir/axe.min.js" ]; then
+    tmp=$(mktemp -d)
+    curl -fsSL --retry 3 -o "$tmp/axe.tgz" "https://registry.npmjs.org/axe-core/-/axe-core-$axe_version.tgz"
+    got=$(openssl dgst -sha512 -binary "$tmp/axe.tgz" | base64 -w0)
+    if [ "$got" != "$axe_sha512" ]; then
+      echo "svcssl: axe-core-$axe_version.tgz does not match its pinned sha512" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
+    tar -xzf "$tmp/axe.tgz" -C "$tmp" package/axe.min.js
+    mkdir -p "$axe_dir"
+    mv "$tmp/package/axe.min.js" "$axe_dir/axe.min.js"
+    rm -rf "$tmp"
+  fi
+fi

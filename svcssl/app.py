@@ -10,13 +10,15 @@ from typing import Callable, Protocol
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from .operations.assessment import Thresholds, needs_a_person
+from .operations.assessment import VERDICT_LABELS, Thresholds, needs_a_person
 from .deploy.preflight import MARGIN as STATE_MARGIN
 from .errors import DamagedDatabaseError, FileSystemError
 from .filesystem import from_os_error, write_problem
 from .operations.context import utc_now
+from . import timewords
 from .settings import Settings
 from .web import api, audit, auth, browse, maintenance, metrics, resellers, service_ssl, tokens, users
 from .web.auth import current_user, login_required
@@ -61,7 +63,7 @@ def _banner() -> list[dict]:
         return g.svcssl_banner
     warnings = []
     user = current_user()
-    if user is not None and user.is_root:
+    if user is not None and user.may_manage_service_ssl:  # root, and resellers root granted the page
         ctx = context()
         now = ctx.now()
         for status in service_statuses():
@@ -75,14 +77,14 @@ def _banner() -> list[dict]:
             if info is None:
                 text = f"The service “{name}” has no usable certificate. {reason.message}"
             elif reason.code == "expired":
-                text = f"The SSL certificate of “{name}” expired on {info.not_after:%Y-%m-%d}."
+                text = f"The SSL certificate of “{name}” {timewords.expiry(info.not_after, now)}, on {timewords.day(info.not_after)}."
             elif reason.code == "revoked":
                 text = f"The SSL certificate of “{name}” is revoked. {reason.message}"
             elif reason.code in ("untrusted", "served-chain", "acme-root-untrusted"):
                 text = f"Clients do not trust the SSL certificate of “{name}”. {reason.message}"
             else:
-                text = (f"The SSL certificate of “{name}” expires in {info.days_left(now)} days "
-                        f"({info.not_after:%Y-%m-%d}). {reason.message}")
+                text = (f"The SSL certificate of “{name}” {timewords.expiry(info.not_after, now)} "
+                        f"({timewords.moment(info.not_after)}). {reason.message}")
             if assessment.held_by:
                 text += f" svcssl leaves it alone: {assessment.held_by} is present."
             level = {"expired": "expired", "unreadable": "expired", "revoked": "expired",
@@ -90,6 +92,11 @@ def _banner() -> list[dict]:
             warnings.append({"service": name, "level": level if level != "ok" else "expiring", "text": text})
     g.svcssl_banner = warnings
     return warnings
+
+
+def _at_dots(name: str) -> Markup:
+    """A DNS name that may break after each dot, never inside a label (a label's hyphens do not break it)."""
+    return Markup(".<wbr>").join(Markup('<span class="lbl">{}</span>').format(label) for label in name.split("."))
 
 
 def for_the_panel(message: str) -> str:
@@ -146,9 +153,16 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    app.add_template_filter(timewords.moment, "moment")
+    app.add_template_filter(timewords.day, "day")
+    app.add_template_filter(timewords.iso, "iso")
+    app.add_template_filter(_at_dots, "at_dots")
+
     @app.context_processor
     def page_globals():
-        return {"user": current_user(), "banner": _banner, "read_only_reason": _read_only_reason}
+        return {"user": current_user(), "banner": _banner, "read_only_reason": _read_only_reason,
+                "expiry_words": timewords.expiry, "relative_words": timewords.relative,
+                "now": app.extensions["svcssl"].clock(), "verdict_labels": VERDICT_LABELS}
 
     @app.route("/")
     @login_required

@@ -84,7 +84,7 @@ def test_root_sees_the_four_services_and_their_expiry(server, context, shots):
     for service in SERVICES:
         expiry = datetime.strptime(expiry_of(page, service), "%Y-%m-%d").date()
         assert 360 <= (expiry - today).days <= 366, service  # the first-start self-signed certificates
-        assert "days left" in row(page, service).locator(".expiry .days").inner_text()
+        assert "expires in" in row(page, service).locator(".expiry .days").inner_text()
         assert HOST in row(page, service).locator(".domains").inner_text()
         assert "self-signed" in row(page, service).locator(".flags").inner_text()
     assert page.get_by_role("link", name="Manage Service SSL Certificates").is_visible()

@@ -208,7 +208,7 @@ def test_details_shows_chain_and_history(run_cli, simple_config, tmp_path):
 def test_human_list_shows_expiry_key_and_flags(run_cli, simple_config):
     result = run_cli("list", config=simple_config)
     assert result.code == 0
-    assert "RSA, 2,048-bit" in result.out and "self-signed" in result.out and "(364 days)" in result.out
+    assert "RSA, 2,048-bit" in result.out and "self-signed" in result.out and "(expires in 364 days)" in result.out
 
 
 def test_embedded_default_works_without_a_config(tmp_path):

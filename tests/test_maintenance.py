@@ -284,7 +284,7 @@ def test_expiry_mail_is_sent_once_with_the_facts(pebble, dns_server, inbox, tmp_
     assert message["Subject"] == f"[{HOST}] The SSL certificate of cpanel, exim and ftp expires in 10 days"
     assert message["To"] == "admin@example.test"
     body = message.get_payload(decode=True).decode()
-    for fact in ("“exim”", HOST, "10 days left", "renew it with its CA", "Test Intermediate 0",
+    for fact in ("“exim”", HOST, "expires in 10 days", "renew it with its CA", "Test Intermediate 0",
                  "https://mail.example.test:2087/"):
         assert fact in body, fact
     run_maintenance(ctx)
@@ -325,7 +325,7 @@ def test_caa_forbidding_or_hostname_elsewhere_blocks_the_order(pebble, dns_serve
     assert "digicert.com" in blocker and 'example.test. 86400 IN CAA 0 issue "letsencrypt.org"' in blocker
     ftp = {s.service: s for s in report.services}["ftp"]
     assert ftp.action.startswith("none (no hostname certificate can be ordered")
-    assert blocker.count("IN CAA") == 1 and ftp.action.count("IN CAA") == 1  # the record to add, said once
+    assert blocker.count("IN CAA") == 1 and "IN CAA" not in ftp.action  # the record to add, said once, not per row
 
     dns_server.set_zone({HOST: {"A": ["192.0.2.55"]}})
     report = run_maintenance(ctx)

@@ -65,7 +65,7 @@ def days_left_per_openssl(path: Path) -> int:
     out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(path)], capture_output=True, text=True,
                          check=True).stdout
     end = datetime.strptime(out.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=timezone.utc)
-    return int((end - datetime.now(timezone.utc)).total_seconds() // 86400)
+    return int((end - datetime.now(timezone.utc)).total_seconds() / 86400)  # whole days, toward zero
 
 
 def install_days(ctx, service: str, days: float, slot: int) -> None:

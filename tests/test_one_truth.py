@@ -152,9 +152,9 @@ def test_the_table_banner_and_details_show_the_same_assessment(run_cli, panel):
     assert table["expired"]["expiry"] == "expired"
     page = client.get(PAGE).text
     assert "under 25 days" not in page or "under 25 days" in page.split('class="legend"')[1]  # no constant of its own
-    banner = re.findall(r'<div class="banner banner-([a-z]+)" role="alert">⚠ (.*?)</div>', page, re.S)
+    banner = re.findall(r'<div class="banner banner-([a-z]+)">⚠ (.*?)</div>', page, re.S)
     banner_text = " ".join(html.unescape(t) for _, t in banner)
-    assert "“other9” expires in 9 days" in banner_text and "“expired” expired on" in banner_text
+    assert "“other9” expires in 9 days" in banner_text and re.search(r"“expired” expired \d+ (days?|hours?) ago, on ", banner_text)
     assert "“noeku”" not in banner_text and "“selfsigned”" not in banner_text
     details = html.unescape(client.get(PAGE + "/details/sha1").text)
     for reason in listed["sha1"]["assessment"]["reasons"]:
@@ -257,3 +257,45 @@ def test_the_table_and_details_show_drift(panel):
     assert "files changed outside svcssl" in row
     details = html.unescape(client.get(PAGE + "/details/exim").text)
     assert "they were changed outside svcssl" in details
+
+
+def test_a_blocked_order_is_said_once_and_never_promised(run_cli, panel, dns_server):
+    """Issue 22: with CAA forbidding our CA, no page says "renews it now"; the dry run says `blocked` for what
+    needs an order (a self-signed stop-gap for the expired one is still `planned`); the CAA record to add is
+    said once above the table, not per row; the report doubles no word."""
+    ca = pki.pki()
+    due_leaf, due_key = ca.leaf([HOST], key=pki.rsa_key(73), not_before=NOW - timedelta(days=80),
+                                not_after=NOW + timedelta(days=10, hours=12))
+    (panel.etc / "own24" / "cert.pem").write_bytes(pki.pem(due_leaf, ca.intermediate))
+    (panel.etc / "own24" / "key.pem").write_bytes(pki.key_pem(due_key))
+    ctx = open_context(panel.settings)
+    ctx.store.record_acme_certificate(fingerprint(due_leaf), "https://acme.example/dir", NOW)
+    ctx.store.close()
+    dns_server.set_zone({HOST: {"A": ["127.0.0.1"]}, "example.com": {"CAA": [(0, "issue", "digicert.com")]}})
+    planned = _dry_run(run_cli, panel.config)
+    assert planned["own24"]["outcome"] == "blocked" and planned["selfsigned"]["outcome"] == "blocked"
+    assert planned["expired"]["outcome"] == "planned" and "self-signed" in planned["expired"]["action"]
+    assert all("IN CAA" not in s["action"] for s in planned.values())
+    client = _client(panel)
+    page = html.unescape(client.get(PAGE).text)
+    assert "renews it now" not in page
+    assert page.count('IN CAA 0 issue "letsencrypt.org"') == 1  # above the table, once
+    banner = " ".join(re.findall(r'<div class="banner banner-[a-z]+">⚠ (.*?)</div>', page, re.S))
+    assert "“own24” expires in 10 days" in banner and "cannot renew it" in banner
+    report = html.unescape(client.get("/scripts2/maintenance").text)
+    assert "(dry run) (dry run)" not in report and "ok (ok)" not in report
+    assert report.count("needs attention") <= 2 and "cannot get a new certificate" in report
+    text = run_cli("maintenance", "run", "--dry-run", config=panel.config).out
+    assert "renews it now" not in text.replace("renews it now.", "") or "cannot" in text
+    assert text.count('IN CAA 0 issue "letsencrypt.org"') == 1, text
+
+
+def test_a_reseller_with_the_privilege_sees_the_banners(panel):
+    app = create_app(panel.settings, live_check_ttl=0)
+    app.config["TESTING"] = True
+    from support.panel import ALICE_PASSWORD, BOB_PASSWORD
+    bob = logged_in(app, "bob", BOB_PASSWORD)
+    page = html.unescape(bob.get(PAGE).text)
+    assert "“expired” expired" in page and "“other9” expires in 9 days" in page
+    alice = logged_in(app, "alice", ALICE_PASSWORD)  # no privilege: no service page, no banners
+    assert "“expired” expired" not in html.unescape(alice.get("/").text)

@@ -240,7 +240,7 @@ def test_pasted_bad_input_keeps_the_form_and_marks_the_field(root, panel):
     leaf, key, crt, key_pem, chain = bundle()
     response = install(root, ["dovecot"], crt, pki.key_pem(pki.rsa_key(11)), chain)
     assert response.status_code == 400
-    assert re.search(r'<p class="field-error" id="key-error" role="alert">The private key does not match', response.text)
+    assert re.search(r'<p class="field-error" id="key-error">The private key does not match', response.text)
     assert "BEGIN CERTIFICATE" in response.text  # the pasted certificate is kept
 
 
@@ -300,6 +300,10 @@ def test_details_history_and_roll_back_to_this(root, panel):
     html = page.text
     assert fingerprint(leaf2) in html and "Test Intermediate 0" in html and "SHA-256 fingerprint" in html
     assert html.count("Roll back to this") == 2 and "PRIVATE KEY" not in html
+    confirm = root.get(PAGE + f"/rollback/dovecot?fingerprint={first}")  # what changes: both fingerprints, nothing done yet
+    assert confirm.status_code == 200 and first in confirm.text and fingerprint(leaf2) in confirm.text
+    assert fingerprints(panel)["dovecot"] == fingerprint(leaf2)
+    assert root.get(PAGE + "/rollback/dovecot?fingerprint=" + "0" * 64).status_code == 404
     response = root.post(PAGE + "/rollback/dovecot", data={"csrf_token": csrf_token(html), "fingerprint": first},
                          follow_redirects=True)
     assert response.status_code == 200 and 'class="outcome ok"' in response.text
@@ -357,8 +361,9 @@ def test_maintenance_page_run_now_and_touch_files(tmp_path):
     page = client.get("/scripts2/maintenance")
     assert page.status_code == 200
     assert 'data-touch="disable_auto_hostname_certificate"' in page.text
-    assert re.search(r"disable_auto_hostname_certificate</code>: <strong>present", page.text)
-    assert re.search(r"disable_service_certificate_management</code>: <strong>absent", page.text)
+    assert re.search(r'Automatic hostname certificates: <span class="switch-state">off</span>', page.text)
+    assert re.search(r"Touch file <code>disable_auto_hostname_certificate</code>: present", page.text)
+    assert re.search(r'Automatic certificate management: <span class="switch-state">on</span>', page.text)
     assert "No run yet." in page.text
     assert client.post("/scripts2/maintenance/run", data={"csrf_token": csrf_token(page.text)}).status_code == 303
     deadline = time.monotonic() + 30
@@ -384,7 +389,7 @@ def test_tokens_page_creates_shows_once_and_revokes(root, app, panel):
     assert created.status_code == 303  # Post/Redirect/Get: a reload of the result is a GET
     shown = root.get(created.headers["Location"])
     secret = re.search(r'<code class="token" id="new-token">([A-Z0-9]{32})</code>', shown.text).group(1)
-    assert secret in root.get(created.headers["Location"]).text  # a reload shows the same result
+    assert secret not in root.get(created.headers["Location"]).text  # shown exactly once: a reload shows no secret
     listing = root.get("/scripts/tokens").text
     assert 'data-token="deploy-hook"' in listing and secret not in listing  # only on its result page
     from svcssl.operations.tokens import authenticate_token
@@ -392,7 +397,11 @@ def test_tokens_page_creates_shows_once_and_revokes(root, app, panel):
     assert user.name == "bob" and info.expires_at is not None
     bad = root.post("/scripts/tokens", data={"csrf_token": csrf_token(listing), "user": "bob", "name": "no spaces!"})
     assert bad.status_code == 400 and "A token name is" in bad.text
-    assert root.post("/scripts/tokens/deploy-hook/revoke", data={"csrf_token": csrf_token(listing)}).status_code == 302
+    confirm = root.get("/scripts/tokens/deploy-hook/revoke")  # a page that says what will change, nothing revoked yet
+    assert confirm.status_code == 200 and "Revoke the API token “deploy-hook”?" in confirm.text and secret not in confirm.text
+    assert ">revoked<" not in root.get("/scripts/tokens").text
+    assert root.get("/scripts/tokens/no-such/revoke").status_code == 404
+    assert root.post("/scripts/tokens/deploy-hook/revoke", data={"csrf_token": csrf_token(confirm.text)}).status_code == 302
     assert ">revoked<" in root.get("/scripts/tokens").text
     bob = new_client(app)
     login(bob, "bob", BOB_PASSWORD)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .. import timewords
 from ..deploy.preflight import MARGIN as STATE_MARGIN
 from ..errors import InputError
 from ..filesystem import write_problem
@@ -72,14 +73,13 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
             rows.append([status.service.name, "-", "-", "-", "-", live_text, status.assessment.verdict,
                          status.problem or ""])
             continue
-        days = info.days_left(now)
         flags = list(status.flags)
         if check is not None and check.served_fingerprint and check.served_fingerprint != status.fingerprint:
             flags.append("served certificate differs from installed")
         rows.append([
             status.service.name + (" (deprecated)" if status.service.deprecated else ""),
             ", ".join(info.domains),
-            f"{info.not_after:%Y-%m-%d} ({days} days)",
+            f"{timewords.day(info.not_after)} ({timewords.expiry(info.not_after, now)})",
             info.key_label,
             info.issuer_label,
             live_text,
@@ -152,17 +152,17 @@ def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
     info = status.info
     if info is None:
         print(f"Certificate:  none usable ({status.problem})")
-        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
+        print(f"Assessment:   {status.assessment.label} ({status.assessment.verdict}): {status.assessment.summary}")
     else:
         print(f"Domains:      {', '.join(info.domains)}")
         print(f"Issuer:       {info.issuer_label}" + ("  (self-signed: clients will not trust it)" if info.is_self_signed else ""))
         print(f"Key:          {info.key_label}")
         print(f"Valid:        {info.not_before:%Y-%m-%d %H:%M} – {info.not_after:%Y-%m-%d %H:%M} UTC "
-              f"({info.days_left(ctx.now())} days left)")
+              f"({timewords.expiry(info.not_after, ctx.now())})")
         print(f"Signature:    {info.signature_algorithm}")
         print(f"Fingerprint:  {info.fingerprint}")
         print(f"Flags:        {', '.join(status.flags) or 'none'}")
-        print(f"Assessment:   {status.assessment.verdict}: {status.assessment.summary}")
+        print(f"Assessment:   {status.assessment.label} ({status.assessment.verdict}): {status.assessment.summary}")
         for link in details.chain:
             print(f"Chain:        {link.subject_cn or '?'} (issued by {link.issuer_label}, until {link.not_after:%Y-%m-%d})")
     print("History:")

@@ -25,7 +25,8 @@ class HostnameCheck:
     caa_forbidden: Mapping[str, str] = field(default_factory=dict)  # CA directory -> why CAA forbids it
 
     def server_facts(self) -> ServerFacts:
-        return ServerFacts(hostname=self.dns.hostname, problem=self.dns.problem if self._hostname_broken() else None)
+        return ServerFacts(hostname=self.dns.hostname, problem=self.dns.problem if self._hostname_broken() else None,
+                           order_blocked=self.blocker is not None)
 
     def _hostname_broken(self) -> bool:
         return (not self.dns.valid_fqdn) or self.dns.resolves is False or self.dns.points_here is False

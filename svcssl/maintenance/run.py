@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from .. import timewords
 from ..deploy.preflight import MARGIN as DISK_MARGIN
 from ..errors import FileSystemError, InputError, LockTimeoutError, SvcsslError, excerpt
 from ..filesystem import mount_point, write_problem
@@ -45,7 +46,7 @@ class ServiceReport:
     verdict: str  # the assessment's main reason code (ok, expired, self-signed, …)
     reason: str  # every reason of the assessment, for a person
     action: str  # what was done (or, in a dry run, would be done)
-    outcome: str  # ok | failed | none | planned
+    outcome: str  # ok | failed | none | planned | blocked (dry run: no order is possible, the reason says why)
     ok: bool  # ends the run with a certificate that passes, or was left alone on purpose
     fingerprint_before: str | None
     fingerprint_after: str | None
@@ -83,6 +84,13 @@ def touch_file_state(ctx: Context) -> dict[str, bool]:
 TOUCH_FILE_MEANING = {
     NO_HOSTNAME_CERTIFICATE: "never order or install a hostname certificate",
     NO_MANAGEMENT: "no automatic replacement of any service certificate and no expiry mail",
+}
+# Each touch file as the switch a person sees, in positive words: its name, and what "on" (file absent) does.
+TOUCH_FILE_SWITCH = {
+    NO_MANAGEMENT: ("Automatic certificate management",
+                    "the maintenance run replaces certificates that need it and mails expiry warnings"),
+    NO_HOSTNAME_CERTIFICATE: ("Automatic hostname certificates",
+                              "the maintenance run orders a CA-signed certificate for the hostname and installs it"),
 }
 
 
@@ -141,28 +149,32 @@ def _service_report(name: str, assessment: Assessment, action: str, outcome: str
 def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> str:
     held = [name for name, a in assessments.items() if a.verdict == ATTENTION and a.held_by]
     other = [name for name, a in assessments.items() if a.verdict == ATTENTION and not a.held_by]
-    failed = [s.service for s in report.services if s.outcome != "planned" and (not s.ok or s.outcome == "failed")]
+    failed = [s.service for s in report.services
+              if s.outcome not in ("planned", "blocked") and (not s.ok or s.outcome == "failed")]
     planned = [s.service for s in report.services if s.outcome == "planned" and s.verdict != "incomplete-chain"]
     repairs = [s.service for s in report.services if s.outcome == "planned" and s.verdict == "incomplete-chain"]
+    blocked = [s.service for s in report.services if s.outcome == "blocked"]
     parts = []
     if planned:
-        parts.append(f"needs attention: {', '.join(planned)} would get a new certificate (dry run)")
+        parts.append(f"{', '.join(planned)} would get a new certificate")
     if repairs:
-        parts.append(f"needs attention: {', '.join(repairs)} would have its chain completed (dry run)")
+        parts.append(f"{', '.join(repairs)} would have its chain completed")
+    if blocked:
+        parts.append(f"{', '.join(blocked)} cannot get a new certificate (no order is possible)")
     if failed:
-        parts.append(f"needs attention: {', '.join(failed)} did not end with a certificate that passes")
+        parts.append(f"{', '.join(failed)} did not end with a certificate that passes")
     if held:
         files = sorted({assessments[name].held_by for name in held})
-        parts.append(f"needs attention: {', '.join(held)} left alone because {' and '.join(files)} "
+        parts.append(f"{', '.join(held)} left alone because {' and '.join(files)} "
                      f"{'is' if len(files) == 1 else 'are'} present")
     if other:
-        parts.append("needs attention: " + "; ".join(f"{name}: {assessments[name].message}" for name in other))
+        parts.append("; ".join(f"{name}: {assessments[name].message}" for name in other))
     if report.order and report.order.get("ok") is False and not report.order.get("skipped"):
         parts.append("the hostname certificate order failed")
     if report.order_untrusted:
         parts.append(f"configuration error: {report.order_untrusted}")
-    if parts:
-        return "; ".join(parts)
+    if parts:  # "needs attention" said once
+        return "needs attention: " + "; ".join(parts)
     if any(not a.ok for a in assessments.values()):
         return "every service ends with a certificate that passes (some expire soon)"
     return "every service is fine"
@@ -407,7 +419,7 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderO
     if not auto_hostname:
         why = f"no hostname certificate: {NO_HOSTNAME_CERTIFICATE} is present"
     elif hostname.blocker:
-        why = f"no hostname certificate can be ordered: {hostname.blocker}"
+        why = "no hostname certificate can be ordered (the reason and the fix are given once, under the hostname)"
     elif dry_run:
         why = "would install the hostname certificate"
     elif order is not None:
@@ -415,8 +427,12 @@ def _act(ctx: Context, status: ServiceStatus, verdict: Assessment, order: OrderO
     else:
         why = "no hostname certificate"
     if dry_run:
-        action = why + ("; would install a self-signed certificate now" if verdict.expired and not why.startswith("would") else "")
-        return _service_report(name, verdict, action, "planned", False, before, before)
+        if why.startswith("would"):
+            return _service_report(name, verdict, why, "planned", False, before, before)
+        if verdict.expired:  # the self-signed stop-gap needs no order: that much is planned
+            return _service_report(name, verdict, why + "; would install a self-signed certificate now", "planned",
+                                   False, before, before)
+        return _service_report(name, verdict, why, "blocked", False, before, before)
     fallback = _fallback(ctx, status, verdict, dry_run, say, disk)
     if fallback is not None:
         return _service_report(name, verdict,
@@ -485,11 +501,10 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
         for fp, group in groups.items():
             info = group[0].info
             names = [s.service.name for s in group]
-            days = info.days_left(now)
             if kind == "expired":
                 key = f"expired:{fp}"
                 subject = f"[{host}] The SSL certificate of {_names(names)} has expired"
-                first = f"expired on {info.not_after:%Y-%m-%d %H:%M} UTC."
+                first = f"{timewords.expiry(info.not_after, now)}, on {timewords.moment(info.not_after)}."
             elif kind == "held":
                 key = f"held:{fp}"
                 subject = f"[{host}] A touch file keeps svcssl from renewing the SSL certificate of {_names(names)}"
@@ -498,8 +513,8 @@ def _notify(ctx: Context, report: MaintenanceReport, statuses: list[ServiceStatu
                          f"or install a certificate yourself.")
             else:
                 key = f"expiring:{fp}:{threshold}"
-                subject = f"[{host}] The SSL certificate of {_names(names)} expires in {days} days"
-                first = f"expires on {info.not_after:%Y-%m-%d %H:%M} UTC: {days} days left."
+                subject = f"[{host}] The SSL certificate of {_names(names)} {timewords.expiry(info.not_after, now)}"
+                first = f"{timewords.expiry(info.not_after, now)}, on {timewords.moment(info.not_after)}."
             lines = [f"The SSL certificate of {_names([f'“{n}”' for n in names])} {first}",
                      f"Domains: {', '.join(info.domains)}", f"Issuer: {info.issuer_label}"]
             for status in group:

@@ -27,6 +27,12 @@ from .trust import INCOMPLETE, UNTRUSTED, TrustFinding
 
 OK, RENEW_SOON, REPAIR, REPLACE, ATTENTION = "ok", "renew-soon", "repair", "replace", "attention"
 VERDICTS = (OK, RENEW_SOON, REPAIR, REPLACE, ATTENTION)  # every verdict, mildest first (/metrics shows each as 0 or 1)
+RENEWS_NOW = "the maintenance run renews it now"
+CANNOT_RENEW = ("the maintenance run cannot renew it while no certificate can be ordered for the hostname "
+                "(the reason and the fix are given once, with the hostname)")
+# A verdict said to a person: a state of the certificate, not a command ("replace" reads like an order).
+VERDICT_LABELS = {OK: "Fine", RENEW_SOON: "Renews soon", REPAIR: "Repair: chain incomplete", REPLACE: "Needs replacing",
+                  ATTENTION: "Needs your attention"}
 SHORT_LIVED = timedelta(days=50)  # from here on the cPanel day thresholds bound the lifetime fraction
 VERY_SHORT = timedelta(days=10)  # under this lifetime, renew at half of it rather than a third
 
@@ -58,6 +64,7 @@ class ServerFacts:
 
     hostname: str
     problem: str | None = None  # e.g. "mail.example.com does not resolve in DNS"; None when fine or unknown
+    order_blocked: bool = False  # no hostname certificate can be ordered now (DNS, CAA): the run cannot renew
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,11 @@ class Assessment:
     def flags(self) -> tuple[str, ...]:
         """The table's flags: one short word per reason (none when ok)."""
         return () if self.ok else tuple(dict.fromkeys(r.label for r in self.reasons))
+
+    @property
+    def label(self) -> str:
+        """The verdict in words for a person ("Needs replacing")."""
+        return VERDICT_LABELS.get(self.verdict, self.verdict)
 
     @property
     def summary(self) -> str:
@@ -287,12 +299,13 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
     days = info.days_left(now)
     expired = info.not_after <= now
     problems = _problems(info, server, facts, now)
+    due_text = None
     acme_note: tuple[Reason, ...] = ()
     if facts.acme_untrusted and [r.code for r in problems] == ["untrusted"]:
         # ordered by the run from the configured ACME CA: ordering again would loop; a person must add its root
         acme_note = (Reason("acme-root-untrusted", _sentence(
-            "it comes from the configured ACME CA, whose root is not trusted: the ACME CA's root is not trusted: "
-            "add it to [trust] ca_file (svcssl does not order again for this)")), *problems)
+            "it comes from the configured ACME CA, and the ACME CA's root is not trusted: add it to [trust] "
+            "ca_file (svcssl does not order again for this)")), *problems)
         problems = []
     if problems:
         verdict, due = REPLACE, True
@@ -300,7 +313,8 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
         due_text = renewal_due(info, facts, now, thresholds)
         if due_text:
             verdict, due = RENEW_SOON, True
-            problems = [Reason("expiring", _sentence(f"{due_text}: the maintenance run renews it now"))]
+            problems = [Reason("expiring", _sentence(
+                f"{due_text}: {CANNOT_RENEW if server.order_blocked else RENEWS_NOW}"))]
         elif days < thresholds.notify_days and not facts.from_own_ca and not _early_for_short(info, now):
             # (a certificate from our own CA is renewed by the run on time: no news until renewal_overdue)
             verdict, due = RENEW_SOON, False
@@ -324,6 +338,8 @@ def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, 
     else:
         held = _held(touch_files, expired) if due else None
     if held:
+        if problems[0].code == "expiring":  # due, but the run may not act: say so, never "renews it now"
+            problems = [Reason("expiring", _sentence(f"{due_text}: it is due for renewal"))]
         return Assessment(ATTENTION, tuple(problems) + (_left_alone(held),), due=False, expired=expired,
                           days_left=days, held_by=held)
     return Assessment(verdict, tuple(problems), due=due, expired=expired, days_left=days)

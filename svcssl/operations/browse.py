@@ -37,6 +37,7 @@ from ..store.discovery import (AccountRow, DiscoveryIndex, IndexedCertificate, I
                                VhostRow)
 from .context import Context
 from .users import PanelUser
+from ..timewords import whole_days
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +370,7 @@ class StoredCertificate:
         return self.domains[0] if self.domains else self.id
 
     def days_left(self, now: datetime) -> int:
-        return int((self.not_after - now).total_seconds() // 86400)
+        return whole_days(self.not_after - now)
 
 
 def stored_certificate(row: IndexedCertificate, key_spkis: set[str]) -> StoredCertificate:

@@ -144,7 +144,9 @@ def known_facts(ctx: Context) -> KnownFacts:
         return KnownFacts(ServerFacts(hostname))
     report = runs[0].report
     recorded = report.get("hostname") or {}
-    server = ServerFacts(hostname, recorded.get("server_problem") if recorded.get("name") == hostname else None)
+    same = recorded.get("name") == hostname
+    server = ServerFacts(hostname, recorded.get("server_problem") if same else None,
+                         order_blocked=bool(same and recorded.get("blocker")))
     certificates = []
     for fp, facts in (report.get("certificates") or {}).items():
         certificates.append((fp, CertificateFacts(bool(facts.get("from_own_ca")), facts.get("revocation", "unknown"),

@@ -41,7 +41,20 @@ class PemTextAreaField(BoundedEcho, TextAreaField):
         return current_app.extensions["svcssl"].settings.limits.max_input_bytes
 
 
-class LoginForm(FlaskForm):
+class PanelForm(FlaskForm):
+    """The panel's forms: a field with errors renders with aria-invalid and names its error text
+    (the ids field_errors gives them) in aria-describedby, so a screen reader says both."""
+
+    class Meta(FlaskForm.Meta):
+        def render_field(self, field, render_kw):
+            if field.errors:
+                render_kw = dict(render_kw)
+                render_kw.setdefault("aria-invalid", "true")
+                render_kw.setdefault("aria-describedby", f"{field.id}-error")
+            return super().render_field(field, render_kw)
+
+
+class LoginForm(PanelForm):
     username = BoundedStringField("User name", validators=[DataRequired(message="Enter your user name."),
                                                            Length(max=64)], echo_limit=64)
     password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1024)])
@@ -52,7 +65,7 @@ class ServiceCheckboxes(SelectMultipleField):
     option_widget = widgets.CheckboxInput()
 
 
-class InstallForm(FlaskForm):
+class InstallForm(PanelForm):
     services = ServiceCheckboxes("Services", validate_choice=False)
     crt = PemTextAreaField("Certificate")
     crt_file = FileField("or upload a certificate file (PEM, DER or PKCS#12)")
@@ -67,19 +80,19 @@ class InstallForm(FlaskForm):
                                    "replace it unless its root is added to [trust] ca_file")
 
 
-class NewUserForm(FlaskForm):
+class NewUserForm(PanelForm):
     username = BoundedStringField("User name", validators=[DataRequired(message="Enter a user name."), Length(max=32)],
                                   echo_limit=32)
     password = PasswordField("Password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
     confirm = PasswordField("Password again", validators=[DataRequired(message="Enter the password again.")])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(PanelForm):
     password = PasswordField("New password", validators=[DataRequired(message="Enter a password."), Length(max=1024)])
     confirm = PasswordField("New password again", validators=[DataRequired(message="Enter the password again.")])
 
 
-class CsrForm(FlaskForm):
+class CsrForm(PanelForm):
     domains = BoundedTextAreaField("Domains (the first is the Common Name; one per line, or separated by spaces)",
                                    validators=[DataRequired(message="Give at least one domain name."),
                                                Length(max=26000, message="At most 100 names of up to 253 characters.")],
@@ -87,11 +100,11 @@ class CsrForm(FlaskForm):
     key_type = SelectField("Key type", validate_choice=True)
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(PanelForm):
     """A form with nothing but its CSRF token: confirmations, rollbacks, grants, restarts."""
 
 
-class TokenForm(FlaskForm):
+class TokenForm(PanelForm):
     user = SelectField("For user", validate_choice=True)
     name = BoundedStringField("Token name (optional)", validators=[Length(max=50)], echo_limit=50)
     expires_days = BoundedStringField("Expires after (days, optional)", echo_limit=4,

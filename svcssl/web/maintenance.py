@@ -6,7 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from ..errors import InputError
-from ..maintenance.run import TOUCH_FILE_MEANING, TOUCH_FILES, run_maintenance, set_touch_file, touch_file_state
+from ..maintenance.run import (TOUCH_FILE_MEANING, TOUCH_FILE_SWITCH, TOUCH_FILES, run_maintenance, set_touch_file,
+                               touch_file_state)
+from ..timewords import cron_words
 from ..maintenance.scheduler import replan_after_run
 from ..maintenance.wakeup import next_wakeup
 from ..operations.context import Context
@@ -50,7 +52,9 @@ def index():
     mail_failures = [n for n in (last.report.get("notifications") or []) if str(n.get("result", "")).startswith("failed")
                      ] if last else []
     return render_template("maintenance/index.html", runs=runs, touch=touch_file_state(ctx), mail_failures=mail_failures,
-                           meaning=TOUCH_FILE_MEANING, progress=progress(), schedule=ctx.settings.maintenance.schedule,
+                           meaning=TOUCH_FILE_MEANING, switches=TOUCH_FILE_SWITCH, progress=progress(),
+                           schedule=ctx.settings.maintenance.schedule,
+                           schedule_words=cron_words(ctx.settings.maintenance.schedule),
                            form=ConfirmForm(), state_dir=ctx.settings.server.state_dir, wake=next_wakeup(ctx))
 
 
@@ -92,7 +96,9 @@ def touch(name: str):
         changed = set_touch_file(context(), name, wanted == "1", actor=_actor())
     except InputError as exc:
         abort(400, exc.message)
-    state = "present" if wanted == "1" else "absent"
-    flash(f"{name} is now {state}: {TOUCH_FILE_MEANING[name] if wanted == '1' else 'that restriction is lifted'}."
-          if changed else f"{name} was already {state}; nothing changed.", "ok")
+    label, does = TOUCH_FILE_SWITCH[name]
+    switch = "off" if wanted == "1" else "on"
+    said = (f"{label} is now {switch}: {TOUCH_FILE_MEANING[name] if wanted == '1' else does}"
+            f" (the touch file {name} is {'present' if wanted == '1' else 'absent'}).")
+    flash(said if changed else f"{label} was already {switch}; nothing changed.", "ok")
     return redirect(url_for(".index"), code=303)

@@ -38,6 +38,15 @@ class ResultStore:
                 return None
             return entry[2]
 
+    def take(self, owner: str, result_id: str) -> Any | None:
+        """Like get, and the entry is gone afterwards: for what may be shown exactly once."""
+        with self._lock:
+            entry = self._entries.get(result_id)
+            if entry is None or entry[0] < time.monotonic() or not secrets.compare_digest(entry[1], owner):
+                return None
+            del self._entries[result_id]
+            return entry[2]
+
     def _drop_expired(self) -> None:
         now = time.monotonic()
         for key in [k for k, (expires, _, _) in self._entries.items() if expires < now]:
@@ -62,3 +71,10 @@ def recall(result_id: str | None) -> Any | None:
     if not result_id or len(result_id) > 64 or not _owner():
         return None
     return _store().get(_owner(), result_id)
+
+
+def recall_once(result_id: str | None) -> Any | None:
+    """The result this session stored under ``result_id``, forgotten as it is returned (a reload shows nothing)."""
+    if not result_id or len(result_id) > 64 or not _owner():
+        return None
+    return _store().take(_owner(), result_id)

@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from ..errors import AccessDeniedError, InputError, excerpt
 from ..operations.autofill import CertificateChoice, autofill_certificate, use_certificate
-from ..operations.browse import parse_reference
+from .. import timewords
+from ..operations.browse import parse_reference, refresh_index
 from ..operations.csr import create_csr, split_domains
 from ..operations.install import KeyReference, assess_choice, install_certificate, install_warnings
 from ..operations.assessment import FLAG_LABELS, Thresholds
@@ -75,10 +76,10 @@ def index():
         })
     return render_template("service_ssl/index.html", rows=rows, hostname=ctx.settings.server.hostname,
                            form=ConfirmForm(), thresholds=Thresholds.from_settings(ctx.settings),
-                           hostname_problem=_hostname_problem(ctx))
+                           hostname_problem=hostname_problem(ctx))
 
 
-def _hostname_problem(ctx):
+def hostname_problem(ctx):
     """The last maintenance run's word on the hostname, when it cannot get a certificate (with the fix)."""
     runs = ctx.store.runs(1)
     if not runs:
@@ -111,11 +112,18 @@ def _apply_source(form: InstallForm, source: ServiceSettings) -> str:
     status = details.status
     if status.installed is None:
         raise InputError(f"The service '{source.name}' has no readable certificate to apply.", field="service")
+    if status.info is not None and status.info.not_after <= ctx.now():
+        raise InputError(f"The certificate of “{source.name}” {timewords.expiry(status.info.not_after, ctx.now())}: "
+                         "it cannot be applied to another service. Install a current certificate instead.",
+                         field="service")
     form.crt.data = certificate_pem(status.installed.leaf).decode()
     form.cabundle.data = chain_pem(status.installed.chain).decode()
     if status.active is not None and status.active.fingerprint == status.fingerprint:
         form.key_ref.data = status.fingerprint
     return source.name
+
+
+APPLY_INDEX_AGE = 10.0  # seconds: Apply looks again (a stat per file) when the index is older than this
 
 
 def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | None]:
@@ -124,10 +132,16 @@ def _apply_key_note(form: InstallForm, source: str) -> tuple[str | None, str | N
     if form.key_ref.data:
         return None, None
     changed = f"The files of “{source}” were changed outside svcssl, so svcssl's store does not hold this certificate's key."
-    try:
-        choice = autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
-    except (InputError, AccessDeniedError):
-        choice = None
+    def look() -> object | None:
+        try:
+            return autofill_certificate(context(), current_user(), (form.crt.data or "").encode())
+        except (InputError, AccessDeniedError):
+            return None
+
+    choice = look()
+    if (choice is None or choice.key is None) and refresh_index(context(), if_older_than=APPLY_INDEX_AGE,
+                                                                 lock_timeout=5.0) is not None:
+        choice = look()  # the key may sit in the service's own key file, written since the index last looked
     if choice is not None and choice.key is not None:
         form.key_source.data = choice.key.reference
         return f"{changed} The matching key was found in {choice.key.origin} and is used by reference.", None
@@ -375,11 +389,20 @@ def download(service: str, part: str):
                                       headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@bp.route(PAGE + "/rollback/<service>", methods=["POST"])
+@bp.route(PAGE + "/rollback/<service>", methods=["GET", "POST"])
 @service_ssl_required
 def rollback(service: str):
     ctx = context()
     form = ConfirmForm()
+    if request.method in ("GET", "HEAD"):  # what will change (both certificates), and a POST to confirm it
+        svc = _service_or_404(service)
+        details = service_details(ctx, svc)
+        wanted = request.args.get("fingerprint") or ""
+        target = next((h for h in details.history if h.fingerprint == wanted), None)
+        if target is None:
+            abort(404, "That certificate is not in the history of this service.")
+        return render_template("service_ssl/rollback_confirm.html", service=svc, status=details.status,
+                               target=target, form=form, now=ctx.now())
     if not form.validate_on_submit():
         abort(400, "The form expired or was not sent from this page. Try again.")
     fingerprint = request.form.get("fingerprint") or None

@@ -10,9 +10,9 @@ from ..operations.users import list_users
 from .auth import current_user, root_required
 from .context import context
 from .forms import ConfirmForm, TokenForm
-from .results import recall, remember
+from .results import recall_once, remember
 
-SECRET_SHOWN_FOR = 600.0  # seconds: a reload within this time shows the new token again, to the same session only
+SECRET_SHOWN_FOR = 600.0  # seconds the new token waits for the redirect's GET; it is shown once, then forgotten
 
 bp = Blueprint("tokens", __name__, url_prefix="/scripts")
 
@@ -38,7 +38,7 @@ def _form() -> TokenForm:
 def index():
     form = _form()
     if request.method in ("GET", "HEAD"):
-        created = recall(request.args.get("created"))
+        created = recall_once(request.args.get("created"))
         if created is not None:
             return _page(form, 200, created["info"], created["secret"])
         return _page(form)
@@ -55,9 +55,15 @@ def index():
     return redirect(url_for(".index", created=result_id), code=303)
 
 
-@bp.route("/tokens/<name>/revoke", methods=["POST"])
+@bp.route("/tokens/<name>/revoke", methods=["GET", "POST"])
 @root_required
 def revoke(name: str):
+    if request.method in ("GET", "HEAD"):  # what will change, and a POST to confirm it
+        ctx = context()
+        token = next((t for t in list_tokens(ctx) if t.name == name), None)
+        if token is None:
+            abort(404, f"There is no API token named “{name}”.")
+        return render_template("tokens/revoke_confirm.html", token=token, form=ConfirmForm(), now=ctx.now())
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired or was not sent from this page. Try again.")
     try:

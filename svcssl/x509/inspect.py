@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from .signature import issued_by
+from ..timewords import whole_days
 
 # OpenSSL's names for the curves, as WHM reports them.
 CURVE_NAMES = {"secp256r1": ("prime256v1", "P-256"), "secp384r1": ("secp384r1", "P-384"), "secp521r1": ("secp521r1", "P-521")}
@@ -66,7 +67,7 @@ class CertificateInfo:
         return ", ".join(parts) or "(no issuer name)"
 
     def days_left(self, now: datetime) -> int:
-        return int((self.not_after - now).total_seconds() // 86400)
+        return whole_days(self.not_after - now)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
