@@ -428,7 +428,7 @@ def test_a_daemon_pointed_at_the_leaf_only_file_is_a_served_chain_problem(tmp_pa
         assert codes(entry["assessment"]) == ["served-chain"]
         assert entry["live"]["state"] == "served-chain"
         details = run_cli("details", "dovecot", config=s.config).out
-        assert "Assessment:   attention" in details
+        assert "Assessment:   Needs your attention (attention)" in details
         assert f"The port {dovecot.probe} serves it without the intermediate \u201cCorp Issuing CA 0\u201d" in details
         # the oracle: what the port sends does not verify, the files' chain does
         assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
