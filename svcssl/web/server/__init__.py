@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -47,13 +46,9 @@ def _configured(limits: Limits, app) -> Limits:
     settings = getattr(getattr(app, "extensions", {}).get("svcssl"), "settings", None)
     if settings is None:
         return limits
-    spool = settings.server.state_dir / "tmp"  # uploads in progress: beside the state, not in a shared /tmp
-    try:
-        spool.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(spool, 0o700)
-    except OSError as exc:
-        log.warning("cannot use %s for uploads in progress (%s): using the system's temporary directory", spool, exc)
-        spool = None
+    # uploads in progress: beside the state, not in a shared /tmp; made by the first upload that needs it (a
+    # server started on a full disk writes nothing until someone writes)
+    spool = settings.server.state_dir / "tmp"
     return replace(limits, body_budget=settings.limits.request_body_budget,
                    unauthenticated_body=settings.limits.unauthenticated_body_bytes,
                    ipv6_prefix=settings.limits.ipv6_prefix, spool_dir=str(spool) if spool else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -24,6 +25,25 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import h11
 
 log = logging.getLogger(__name__)
+
+
+def spool_directory(path: str | None) -> str | None:
+    """The directory for large uploads, made 0700 by the first upload that needs it; None (the system's
+    temporary directory) when it cannot be made."""
+    if path is None:
+        return None
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        log.warning("cannot use %s for uploads in progress (%s): using the system's temporary directory", path, exc)
+        return None
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    return path
 
 READ_SIZE = 64 * 1024
 MAX_HEAD = 32 * 1024  # request line and headers; more answers 431
@@ -422,7 +442,7 @@ class HttpConnection:
 
     def _start_spool(self, start: bytearray) -> None:
         """Go on in a temporary file (0600, unlinked) in the state directory: the memory held is given back."""
-        self._spool = tempfile.TemporaryFile(dir=self.limits.spool_dir)
+        self._spool = tempfile.TemporaryFile(dir=spool_directory(self.limits.spool_dir))
         self._spool.write(start)
         self.body.spooling = True
         self.shared.budget.give(self.body.held, self.body.signed_in)
