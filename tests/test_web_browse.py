@@ -271,3 +271,23 @@ def test_root_assigns_and_takes_back_accounts(root, app, world):
     own_token = csrf_token(bob.get(PAGE).text)
     assert bob.post("/scripts/resellers/bob/accounts/assign",
                     data={"csrf_token": own_token, "accounts": "dave"}).status_code == 403
+
+
+def test_browse_and_autofill_agree_a_lone_key_is_usable(world, root):
+    """Issue 22: a key with no certificate in its account is not listed as unusable: Autofill uses it when its
+    certificate is pasted, and Browse says exactly that."""
+    from support.discovery import write_account
+    leaf, key = issue(["lone.example.org"], 61)
+    write_account(world.home, "erin",
+                  keys={"autofill_host.key": pki.key_pem(key)})
+    from svcssl.operations.browse import refresh_index
+    ctx = open_context(world.panel.settings)
+    refresh_index(ctx)
+    ctx.store.close()
+    page = unescape(root.get(BROWSE + "/account?user=erin").text)
+    problems = page.split('id="problems-title"')[1].split("</section>")[0] if 'id="problems-title"' in page else ""
+    assert "autofill_host.key" not in problems
+    lone = page.split('id="lone-keys"')[1].split("</section>")[0]
+    assert "autofill_host.key" in lone and "Autofill by certificate" in lone
+    filled = post_install(root, {"crt": pki.pem(leaf).decode(), "action": "autofill"})
+    assert "autofill_host.key" in unescape(filled.text) and "PRIVATE KEY" not in filled.text
