@@ -508,3 +508,28 @@ def test_a_client_that_keeps_sending_broken_requests_is_shut_out_for_a_while_and
     with pytest.raises((ssl.SSLError, OSError)):
         tls_to(server.port, "127.0.0.11").sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
     assert load_login(server.port, "127.0.0.12")[0] == 200
+
+
+def test_a_client_that_does_not_read_its_pipelined_answers_stops_being_served_and_no_one_waits(serve):
+    """Issue 18, item 4: 3,000 pipelined requests whose answers are never read. The server answers only as far
+    as its bounded output buffer takes (then waits for the reader, and closes after its write deadline), while
+    another client's pages keep coming; the greedy connection gets far fewer than 3,000 answers."""
+    server = serve()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a reader that takes little (before connect)
+    raw.bind(("127.0.0.7", 0))
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", server.port))
+    greedy = TLS.wrap_socket(raw)
+    greedy.settimeout(5)
+    try:  # the server stops reading requests once its answers back up: sending may block, and that is the point
+        greedy.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
+    except (TimeoutError, socket.timeout):
+        pass
+    statuses = [load_login(server.port)[0] for _ in range(10)]  # another client meanwhile
+    assert statuses == [200] * 10
+    time.sleep(LIMITS.write_timeout + 5)  # past the write deadline, still without reading
+    greedy.settimeout(10)
+    answered = answer_of(greedy).count(b"HTTP/1.1 200")
+    assert answered < 3000, answered
+    assert load_login(server.port)[0] == 200
