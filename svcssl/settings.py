@@ -261,6 +261,8 @@ class ServiceSettings:
     config_test: tuple[str, ...] = setting((), list)
     reload: tuple[str, ...] = setting((), list)
     probe: ProbeAddress | None = setting(None, read=_probe)
+    dane: bool | None = setting(None, bool)  # check TLSA records; None = yes for kind "exim" (when records exist)
+    dane_names: tuple[str, ...] = setting((), list)  # the MX names of its TLSA records; () = the server hostname
     deprecated: bool = False
 
     @property
