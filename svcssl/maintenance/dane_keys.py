@@ -1,0 +1,71 @@
+"""The maintenance run's DANE steps: look up the TLSA records, choose the key the hostname certificate is ordered
+with, refuse a deploy that would break validated records, and finish a key rollover once it is deployed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from ..errors import SvcsslError
+from ..operations.context import Context
+from ..operations.dane import KeyChoice, ServiceDane, check_dane, dane_setting, finish_rollover, renewal_key, would_break
+from ..operations.hostname_certificate import OrderOutcome
+from ..operations.inventory import ServiceStatus, read_installed_bundle
+
+log = logging.getLogger(__name__)
+
+
+def dane_findings(ctx: Context, statuses: list[ServiceStatus], say: Callable[[str], None]) -> dict[str, ServiceDane]:
+    """Fresh, recorded TLSA lookups for every service DANE is on for (one service's DNS trouble stops nothing)."""
+    findings: dict[str, ServiceDane] = {}
+    for status in statuses:
+        if not dane_setting(status.service):
+            continue
+        say(f"looking up the TLSA records of {status.service.name}")
+        installed = status.installed
+        try:
+            finding = check_dane(ctx, status.service, installed.leaf if installed else None,
+                                 installed.chain if installed else (), network=True)
+        except SvcsslError as exc:
+            log.warning("dane: %s: %s", status.service.name, exc.message)
+            continue
+        if finding is not None:
+            findings[status.service.name] = finding
+    return findings
+
+
+def dane_key_choice(ctx: Context, needing: list[ServiceStatus], findings: dict[str, ServiceDane]) -> KeyChoice:
+    """The key to order with: a ready rollover's next key, the key a validated "3 1 x" record pins, or a new one."""
+    current_keys = {}
+    for status in needing:
+        name = status.service.name
+        if name not in findings or status.installed is None:
+            continue
+        try:
+            current_keys[name] = read_installed_bundle(status.service).key
+        except SvcsslError as exc:
+            log.warning("dane: the key of %s cannot be read: %s", name, exc.message)
+    choice = renewal_key(ctx, {s.service.name: findings[s.service.name] for s in needing
+                               if s.service.name in findings}, current_keys)
+    if choice.why:
+        log.info("dane: %s", choice.why)
+    return choice
+
+
+def dane_refusal(finding: ServiceDane | None, order: OrderOutcome | None) -> str | None:
+    """Why the ordered certificate must not go on this service: it would stop matching validated TLSA records."""
+    if order is None or order.bundle is None:
+        return None
+    problem = would_break(finding, order.bundle.leaf, order.bundle.chain, only_if_matching=True)
+    if problem:
+        return (f"The new certificate was not installed: {problem}. The service keeps its certificate; start a key "
+                f"rollover (svcssl dane rollover {finding.service}) to change the key.")
+    return None
+
+
+def finish_dane_rollover(ctx: Context, status: ServiceStatus, actor: str) -> None:
+    try:
+        finish_rollover(ctx, status.service.name, status.installed.leaf.public_key() if status.installed else None,
+                        actor=actor)
+    except SvcsslError as exc:
+        log.warning("dane: finishing the rollover of %s: %s", status.service.name, exc.message)
