@@ -24,7 +24,7 @@ from cryptography import x509
 
 from ..dane import (ABSENT, FAILED, UNVALIDATED, VALIDATED, TlsaLookup, TlsaRecord, lookup_tlsa,
                     make_dane_resolver, matches_certificate, matches_key, record_for_key, zone_line)
-from ..errors import InputError, SvcsslError
+from ..errors import DaneMismatchError, InputError, SvcsslError
 from ..fsutil import atomic_write
 from ..settings import ServiceSettings
 from ..store import AuditEntry
@@ -302,6 +302,22 @@ def would_break(finding: ServiceDane | None, leaf: x509.Certificate, chain: Iter
             f"mail. Publish {publish} (beside the current record) and wait until it is seen validated")
 
 
+def require_dane_confirmation(ctx: Context, services: Iterable[ServiceSettings], leaf: x509.Certificate,
+                              chain: Iterable[x509.Certificate], allowed: bool, how: str) -> tuple[str, ...]:
+    """Install and Apply: a certificate that matches none of a service's validated TLSA records (as last looked
+    up) is installed only when the person confirms it; nothing is written before. Returns the warnings (when
+    ``allowed``), for the API, which installs and says so, as WHM does."""
+    chain = tuple(chain)
+    problems = []
+    for service in services:
+        problem = would_break(check_dane(ctx, service, None), leaf, chain, only_if_matching=False)
+        if problem:
+            problems.append(f"On {service.name}, {problem}.")
+    if problems and not allowed:
+        raise DaneMismatchError(" ".join(problems) + f" Nothing was changed. To install it anyway, {how}.")
+    return tuple(problems)
+
+
 # --------------------------------------------------------------------------- the key a renewal uses
 
 @dataclass(frozen=True)
@@ -384,5 +400,39 @@ def start_rollover(ctx: Context, service_name: str, *, actor: str) -> RolloverSt
 
 
 __all__ = ["ABSENT", "DONE", "NONE", "READY", "UNCHECKED", "WAITING", "KeyChoice", "NameFinding", "RecordMatch",
-           "Rollover", "RolloverStart", "ServiceDane", "check_dane", "dane_names", "known_dane", "with_dane", "dane_setting",
-           "finish_rollover", "next_key_path", "read_next_key", "renewal_key", "start_rollover", "would_break"]
+           "Rollover", "RolloverStart", "ServiceDane", "check_dane", "dane_names", "dane_status", "known_dane", "with_dane", "dane_setting",
+           "finish_rollover", "next_key_path", "read_next_key", "renewal_key", "require_dane_confirmation", "start_rollover", "would_break"]
+
+
+def dane_status(ctx: Context, service_name: str | None = None, *, network: bool = True) -> list[ServiceDane]:
+    """`svcssl dane status`: every service DANE is on for (or the one named), looked up now with ``network``."""
+    from .inventory import read_installed  # (inventory reads the recorded findings through this module)
+
+    if service_name:
+        service = ctx.service(service_name)
+        if not dane_setting(service):
+            raise InputError(f"DANE is off for {service.name}: set dane = true in [services.{service.name}] to check "
+                             f"its TLSA records.", field="service")
+        services = [service]
+    else:
+        services = [s for s in ctx.settings.services.values() if s.enabled and dane_setting(s)]
+    results = []
+    for service in services:
+        try:
+            installed = read_installed(service)
+            leaf, chain = installed.leaf, installed.chain
+        except SvcsslError:
+            leaf, chain = None, ()
+        finding = check_dane(ctx, service, leaf, chain, network=network)
+        if finding is not None:
+            results.append(finding)
+    return results
+
+
+def recorded_dane(ctx: Context, service: ServiceSettings, installed) -> ServiceDane | None:
+    """Details: what the recorded lookups say of the installed certificate (None when DANE is off)."""
+    try:
+        return check_dane(ctx, service, installed.leaf if installed else None, installed.chain if installed else ())
+    except SvcsslError as exc:
+        log.warning("dane: %s: %s", service.name, exc.message)
+        return None
