@@ -184,10 +184,8 @@ def test_a_pinned_key_is_kept_through_renewal_and_openssl_agrees(mail):
     other = f"3 1 1 {secrets.token_hex(32)}"
     mail.publish(pinned, other)
     found = agree_with_openssl(mail, mail.ctx())
-    assert [(r["data"], r["matches_current"]) for r in found["names"][0]["records"]] == [
-        (pinned.split()[-1], True), (other.split()[-1], False)] or sorted(
-        (r["data"], r["matches_current"]) for r in found["names"][0]["records"]) == sorted(
-        [(pinned.split()[-1], True), (other.split()[-1], False)])
+    assert {r["data"]: r["matches_current"] for r in found["names"][0]["records"]} == {
+        pinned.split()[-1]: True, other.split()[-1]: False}
 
     mail.clock.offset += STEP  # the renewal is due
     report, exim = run(mail)
@@ -357,3 +355,49 @@ def test_install_of_a_certificate_matching_no_validated_record_needs_the_flag(ma
     assessment = listed["exim"]["assessment"]
     assert assessment["verdict"] == "attention" and assessment["reasons"][0]["code"] == "dane-mismatch"
     assert expected in assessment["reasons"][0]["message"]
+
+
+def test_details_show_the_records_the_button_starts_a_rollover_and_the_form_needs_the_checkbox(mail, tmp_path):
+    from support.panel import ROOT_PASSWORD, csrf_token
+    from support.web import logged_in
+    from svcssl.app import create_app
+    from svcssl.operations.users import create_user
+
+    run(mail)
+    first = mail.served()
+    pinned = f"3 1 1 {spki_hex(first)}"
+    mail.publish(pinned)
+    run(mail)  # looks the records up and records them (nothing is due)
+    create_user(mail.ctx(), "root", "root", ROOT_PASSWORD, actor="test")
+    client = logged_in(create_app(load_settings(mail.config), live_check_ttl=0), "root", ROOT_PASSWORD)
+    page = client.get("/scripts2/manageservicecrts/details/exim")
+    assert page.status_code == 200
+    html = page.text
+    assert f"<code>{OWNER}.</code>: validated" in html and f"TLSA {pinned}" in html
+    assert f"{OWNER}. IN TLSA {pinned}" in html and 'data-rollover="none"' in html
+
+    answer = client.post("/scripts2/manageservicecrts/dane-rollover/exim", data={"csrf_token": csrf_token(html)},
+                         follow_redirects=True)
+    assert answer.status_code == 200 and "PRIVATE KEY" not in answer.text
+    key_file = mail.config.parent / "state" / "dane" / "exim.next-key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    from svcssl.x509.parse import read_private_key
+    next_record = record_for_key(read_private_key(key_file.read_bytes()).public_key()).text
+    assert f"Add this record beside the current one: {OWNER}. IN TLSA {next_record}" in answer.text
+    assert 'data-rollover="waiting"' in answer.text and f"{OWNER}. IN TLSA {next_record}" in answer.text
+
+    # the install form: a certificate whose key matches no validated record needs the checkbox
+    leaf, key = pki.pki(3).leaf([HOST], key=pki.ec_key(34))
+    form = client.get("/scripts2/manageservicecrts/install")
+    data = {"csrf_token": csrf_token(form.text), "services": "exim", "action": "install",
+            "crt": pki.pem(leaf, pki.pki(3).intermediate).decode(), "key": pki.key_pem(key).decode()}
+    before = tree_state(mail.etc)
+    refused = client.post("/scripts2/manageservicecrts/install", data=data)
+    assert refused.status_code == 400 and 'id="dane-confirm"' in refused.text
+    assert f"{OWNER}. IN TLSA {record_for_key(key.public_key()).text}" in refused.text
+    assert tree_state(mail.etc) == before and mail.served().serial_number == first.serial_number
+    data["csrf_token"] = csrf_token(refused.text)
+    installed = client.post("/scripts2/manageservicecrts/install", data=dict(data, allow_dane_mismatch="y"),
+                            follow_redirects=True)
+    assert installed.status_code == 200, installed.text[-2000:]
+    assert mail.served().serial_number == leaf.serial_number
