@@ -401,3 +401,38 @@ def test_details_show_the_records_the_button_starts_a_rollover_and_the_form_need
                             follow_redirects=True)
     assert installed.status_code == 200, installed.text[-2000:]
     assert mail.served().serial_number == leaf.serial_number
+
+    # the API installs and says so in its warnings, as WHM does
+    from svcssl.operations.tokens import create_token
+    _, secret = create_token(mail.ctx(), "root", actor="test")
+    other, other_key = pki.pki(3).leaf([HOST], key=pki.ec_key(35))
+    answer = client.post("/json-api/install_service_ssl_certificate", headers={"Authorization": f"whm root:{secret}"},
+                         data={"api.version": "1", "service": "exim", "crt": pki.pem(other).decode(),
+                               "key": pki.key_pem(other_key).decode(),
+                               "cabundle": pki.pem(pki.pki(3).intermediate).decode()})
+    body = answer.get_json()
+    assert body["metadata"]["result"] == 1, body
+    warnings = " ".join(body["metadata"]["output"]["warnings"]) if "output" in body["metadata"] else json.dumps(body)
+    expected = f"{OWNER}. IN TLSA {record_for_key(other_key.public_key()).text}"
+    assert expected in warnings
+    assert mail.served().serial_number == other.serial_number
+
+    # the run tells the administrator once (the table alone would say "attention" while mail queues up)
+    from servers.smtp import smtp_inbox
+    with smtp_inbox() as inbox:
+        mail.config.write_text(mail.config.read_text() + f"""
+[notify]
+smtp_host = "127.0.0.1"
+smtp_port = {inbox.port}
+recipient = "admin@{ZONE}"
+""")
+        report, exim = run(mail)
+        assert exim.outcome == "none" and exim.verdict == "dane-mismatch"
+        (note,) = [n for n in report.notifications if n["key"].startswith("dane-mismatch:exim:")]
+        assert note["result"] == "sent"
+        (message,) = inbox.messages
+        assert "DANE senders refuse mail to exim" in message["Subject"]
+        assert expected in message.get_payload(decode=True).decode()
+        report, _ = run(mail)
+        assert [n["result"] for n in report.notifications if n["key"] == note["key"]] == ["already sent"]
+        assert len(inbox.messages) == 1

@@ -11,6 +11,7 @@ from ..operations.context import Context
 from ..operations.dane import KeyChoice, ServiceDane, check_dane, dane_setting, finish_rollover, renewal_key, would_break
 from ..operations.hostname_certificate import OrderOutcome
 from ..operations.inventory import ServiceStatus, read_installed_bundle
+from ..operations.notify import notify_once
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,24 @@ def finish_dane_rollover(ctx: Context, status: ServiceStatus, actor: str) -> Non
                         actor=actor)
     except SvcsslError as exc:
         log.warning("dane: finishing the rollover of %s: %s", status.service.name, exc.message)
+
+
+def notify_dane(ctx: Context, findings: dict[str, ServiceDane], statuses: list[ServiceStatus]) -> list[dict]:
+    """One mail per service and certificate that no validated TLSA record matches (mail from DANE senders stops
+    while everything else looks fine); returns the report's notification entries."""
+    host = ctx.settings.server.hostname
+    sent = []
+    for status in statuses:
+        finding = findings.get(status.service.name)
+        if finding is None or status.installed is None or not finding.mismatch:
+            continue
+        key = f"dane-mismatch:{status.service.name}:{status.installed.info.fingerprint}"
+        subject = f"[{host}] DANE senders refuse mail to {status.service.name}: no TLSA record matches its certificate"
+        body = "\n".join([
+            f"The certificate of {status.service.name} matches none of the DNSSEC-validated TLSA records of its names.",
+            f"Senders that validate DANE refuse to deliver mail to it: {finding.mismatch}.",
+            "What to do: publish the records above (keep the old ones until the new ones are seen validated), or "
+            "install a certificate with the key the records name. `svcssl dane status` shows where it stands.",
+            "", f"— svcssl on {host}"]) + "\n"
+        sent.append({"key": key, "subject": subject, "result": notify_once(ctx, key, subject, body)})
+    return sent

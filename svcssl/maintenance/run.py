@@ -30,7 +30,7 @@ from ..operations.reset import make_self_signed_bundle
 from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES
 from ..store import AuditEntry
 from .facts import HostnameCheck, certificate_facts, check_server_hostname, hostname_fix
-from .dane_keys import dane_findings, dane_key_choice, dane_refusal, finish_dane_rollover
+from .dane_keys import dane_findings, dane_key_choice, dane_refusal, finish_dane_rollover, notify_dane
 from ..operations.dane import KeyChoice, ServiceDane, with_dane
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         _check_ordered_trust(ctx, report, order)
     if managed and not dry_run:
         _notify(ctx, report, statuses, verdicts, order)
+        unchanged = {s.service for s in report.services if s.fingerprint_after == s.fingerprint_before}
+        report.notifications.extend(notify_dane(ctx, dane, [s for s in statuses if s.service.name in unchanged]))
     if not dry_run:
         _notify_disk(ctx, report)
     failed_action = any(s.outcome == "failed" for s in report.services) or bool(
