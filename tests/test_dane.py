@@ -170,6 +170,11 @@ def agree_with_openssl(m: Mail, ctx) -> dict:
     return finding.to_dict()
 
 
+def deployed(exim, m: Mail) -> str:
+    """The whole story of a failed deploy (pytest would cut the report's repr short)."""
+    return f"{exim.action}: {exim.detail}\n{m.daemon.log_tail(80)}"
+
+
 def run(m: Mail):
     report = run_maintenance(m.ctx())
     (service,) = report.services
@@ -178,7 +183,7 @@ def run(m: Mail):
 
 def test_a_pinned_key_is_kept_through_renewal_and_openssl_agrees(mail):
     report, exim = run(mail)
-    assert exim.outcome == "ok", exim
+    assert exim.outcome == "ok", deployed(exim, mail)
     first = mail.served()
     pinned = f"3 1 1 {spki_hex(first)}"
     other = f"3 1 1 {secrets.token_hex(32)}"
@@ -189,7 +194,8 @@ def test_a_pinned_key_is_kept_through_renewal_and_openssl_agrees(mail):
 
     mail.clock.offset += STEP  # the renewal is due
     report, exim = run(mail)
-    assert exim.outcome == "ok" and exim.fingerprint_after != exim.fingerprint_before, exim
+    assert exim.outcome == "ok", deployed(exim, mail)
+    assert exim.fingerprint_after != exim.fingerprint_before
     assert "keeping its key" in report.order["key"]
     renewed = mail.served()
     assert renewed.serial_number != first.serial_number and spki_hex(renewed) == spki_hex(first)
@@ -216,7 +222,8 @@ def test_rollover_waits_for_the_published_next_key_then_switches_after_twice_the
     # the next key is not published: the renewal keeps the current key
     mail.clock.offset = STEP
     report, exim = run(mail)
-    assert exim.outcome == "ok" and spki_hex(mail.served()) == spki_hex(first)
+    assert exim.outcome == "ok", deployed(exim, mail)
+    assert spki_hex(mail.served()) == spki_hex(first)
     assert report.dane["exim"]["rollover"] == {"state": "waiting", "next_record": next_line,
                                                "seen_validated_since": None, "old_record_removable": False}
     assert openssl_dane(mail.daemon.port, current) == 0
@@ -232,12 +239,13 @@ def test_rollover_waits_for_the_published_next_key_then_switches_after_twice_the
     # a renewal before twice the TTL has passed since: no switch yet
     mail.clock.offset = STEP
     report, exim = run(mail)
-    assert exim.outcome == "ok" and "keeping its key" in report.order["key"], (exim, report.order)
+    assert exim.outcome == "ok", deployed(exim, mail)
+    assert "keeping its key" in report.order["key"], report.order
     assert spki_hex(mail.served()) == spki_hex(first) and report.dane["exim"]["rollover"]["state"] == "waiting"
     # the next renewal, twice the TTL later: the switch
     mail.clock.offset = STEP + timedelta(seconds=60 + 2 * mail.dnssec.ttl + 1)
     report, exim = run(mail)
-    assert exim.outcome == "ok", exim
+    assert exim.outcome == "ok", deployed(exim, mail)
     assert "switching to the next key" in report.order["key"]
     switched = mail.served()
     assert spki_hex(switched) == next_record.split()[-1]
@@ -275,7 +283,8 @@ def test_unvalidated_records_are_reported_and_never_acted_on(tmp_path, pebble, d
         m.publish(f"3 1 1 {spki_hex(first)}", f"3 1 1 {secrets.token_hex(32)}")
         m.clock.offset += STEP
         report, exim = run(m)
-        assert exim.outcome == "ok" and spki_hex(m.served()) != spki_hex(first)  # not pinned: a new key
+        assert exim.outcome == "ok", deployed(exim, m)
+        assert spki_hex(m.served()) != spki_hex(first)  # not pinned: a new key
         assert report.order["key"] == "a new key"
         assert report.dane["exim"]["names"][0]["validated"] is False
         codes = [r["code"] for r in exim.assessment["reasons"]]
@@ -308,7 +317,8 @@ def test_a_dane_ta_record_on_the_issuing_ca_allows_a_new_key(mail, pebble):
     assert openssl_dane(mail.daemon.port, record) == 0
     mail.clock.offset += STEP
     report, exim = run(mail)
-    assert exim.outcome == "ok" and report.order["key"] == "a new key"
+    assert exim.outcome == "ok", deployed(exim, mail)
+    assert report.order["key"] == "a new key"
     assert spki_hex(mail.served()) != spki_hex(first)
     assert openssl_dane(mail.daemon.port, record) == 0
     found = agree_with_openssl(mail, mail.ctx())

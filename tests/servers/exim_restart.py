@@ -63,9 +63,14 @@ def greets():
 
 def main():
     stop()
+    log = open(CONFIG["log"], "ab")
     for attempt in (1, 2):
-        subprocess.run(CONFIG["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, start_new_session=True, timeout=CONFIG["timeout"])
+        log.write(("--- start attempt %%d at %%s\n" %% (attempt, time.strftime("%%H:%%M:%%S"))).encode())
+        log.flush()
+        proc = subprocess.run(CONFIG["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True, timeout=CONFIG["timeout"])
+        log.write(("exit %%d\n" %% proc.returncode).encode())
+        log.flush()
         deadline = time.monotonic() + CONFIG["timeout"]
         while time.monotonic() < deadline:
             if greets():
@@ -85,7 +90,8 @@ def restart_reload(daemon: RunningDaemon) -> list[str]:
     """The argv of a reload that restarts ``daemon`` (a running test Exim from ``start_exim``)."""
     conf = daemon.workdir / "exim.conf"
     config = json.dumps({"argv": [daemon.executable, "-C", str(conf), "-bd"], "pid_file": str(daemon.pid_file),
-                         "exe": daemon.executable, "host": HOST, "port": daemon.port, "timeout": START_TIMEOUT})
+                         "exe": daemon.executable, "host": HOST, "port": daemon.port, "timeout": START_TIMEOUT,
+                         "log": str(daemon.workdir / "restart.out")})
     script = Path(daemon.workdir) / "restart-exim.py"
     script.write_text(_SCRIPT % {"config": config})
     script.chmod(0o755)
