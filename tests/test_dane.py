@@ -27,7 +27,7 @@ from support import pki
 from support.config import require_binaries, skip_or_fail, tree_state, write_config
 from servers import daemons
 from servers.dnssec import UNSIGNED_ZONE, missing_dnssec_binaries, start_dnssec
-from servers.exim_restart import restart_reload
+from servers.exim_reload import settle_reload
 from servers.pebble import free_port, start_pebble
 from svcssl.dane import record_for_key
 from svcssl.maintenance.run import run_maintenance
@@ -132,7 +132,8 @@ timeout = 3
     config = write({"exim": table})
     assert run_cli("list", "--no-probe", config=config).code == 0  # the first command writes a self-signed one
     daemon = daemons.start_exim(tmp_path / "run", etc / "exim.crt", etc / "exim.key")
-    write({"exim": dict(table, reload=restart_reload(daemon), config_test=daemon.config_test, probe=daemon.probe)})
+    write({"exim": dict(table, reload=settle_reload(daemon, etc / "exim.crt"), config_test=daemon.config_test,
+                            probe=daemon.probe)})
     return Mail(config, daemon, Clock(), dnssec, etc)
 
 
@@ -172,7 +173,9 @@ def agree_with_openssl(m: Mail, ctx) -> dict:
 
 def deployed(exim, m: Mail) -> str:
     """The whole story of a failed deploy (pytest would cut the report's repr short)."""
-    return f"{exim.action}: {exim.detail}\n{m.daemon.log_tail(80)}"
+    reload_log = m.daemon.workdir / "log" / "reload.out"
+    steps = reload_log.read_text() if reload_log.exists() else "(no reload yet)"
+    return f"{exim.action}: {exim.detail}\n--- reload.out\n{steps}\n{m.daemon.log_tail(80)}"
 
 
 def run(m: Mail):
@@ -446,3 +449,20 @@ recipient = "admin@{ZONE}"
         report, _ = run(mail)
         assert [n["result"] for n in report.notifications if n["key"] == note["key"]] == ["already sent"]
         assert len(inbox.messages) == 1
+
+
+def test_an_expired_certificate_a_pinning_record_matches_is_not_replaced_by_a_self_signed_one(mail, pebble):
+    run(mail)
+    first = mail.served()
+    pinned = f"3 1 1 {spki_hex(first)}"
+    mail.publish(pinned)
+    # no CA can be reached now, and the certificate has expired on the clock
+    mail.config.write_text(mail.config.read_text().replace(pebble.directory_url,
+                                                           f"https://127.0.0.1:{free_port()}/dir"))
+    mail.clock.offset = timedelta(seconds=LIFETIME + 60)
+    report, exim = run(mail)
+    assert report.order is not None and report.order["ok"] is False
+    assert exim.outcome == "failed" and exim.action == "not replaced by a self-signed certificate: it would break DANE"
+    assert "ignore expiry" in exim.detail
+    assert mail.served().serial_number == first.serial_number
+    assert openssl_dane(mail.daemon.port, pinned) == 0  # DANE-EE senders still deliver

@@ -53,8 +53,17 @@ def dane_key_choice(ctx: Context, needing: list[ServiceStatus], findings: dict[s
     return choice
 
 
-def dane_refusal(finding: ServiceDane | None, order: OrderOutcome | None) -> str | None:
-    """Why the ordered certificate must not go on this service: it would stop matching validated TLSA records."""
+def dane_refusal(finding: ServiceDane | None, order: OrderOutcome | None, expired: bool = False) -> str | None:
+    """Why the ordered certificate must not go on this service: it would stop matching validated TLSA records.
+
+    Without a certificate to install, an expired one would get a self-signed one with a new key: not while a
+    validated "3 x x" record matches it (DANE-EE ignores expiry, RFC 7672 §3.1.1: senders still deliver)."""
+    if finding is not None and expired and (order is None or order.bundle is None):
+        if any(m.record.usage == 3 and m.matches_current for name in finding.names for m in name.usable):
+            return ("Its certificate has expired, but a validated TLSA 3 x x record matches it, so DANE senders still "
+                    "deliver (they ignore expiry); a self-signed certificate with a new key would stop that. It is kept "
+                    "until a renewal with the same key succeeds.")
+        return None
     if order is None or order.bundle is None:
         return None
     problem = would_break(finding, order.bundle.leaf, order.bundle.chain, only_if_matching=True)
@@ -88,6 +97,17 @@ def notify_dane(ctx: Context, findings: dict[str, ServiceDane], statuses: list[S
             f"Senders that validate DANE refuse to deliver mail to it: {finding.mismatch}.",
             "What to do: publish the records above (keep the old ones until the new ones are seen validated), or "
             "install a certificate with the key the records name. `svcssl dane status` shows where it stands.",
+            "", f"— svcssl on {host}"]) + "\n"
+        sent.append({"key": key, "subject": subject, "result": notify_once(ctx, key, subject, body)})
+    for name, finding in findings.items():
+        if not finding.unvalidated:
+            continue
+        key = f"dane-unvalidated:{name}"
+        subject = f"[{host}] The TLSA records of {name} are not DNSSEC-validated: svcssl does not act on them"
+        body = "\n".join([
+            f"TLSA records exist for {name}, but the resolver svcssl asks did not validate them: {finding.unvalidated}.",
+            "svcssl keeps renewing as if there were none (a new key is possible). What to do: sign the zone with "
+            "DNSSEC, or point [dns] nameservers at a validating resolver. You hear of this once.",
             "", f"— svcssl on {host}"]) + "\n"
         sent.append({"key": key, "subject": subject, "result": notify_once(ctx, key, subject, body)})
     return sent

@@ -266,10 +266,11 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         if verdict.verdict == REPAIR:
             report.services.append(_repair(ctx, status, verdict, dry_run, say, report.disk))
             continue
-        refusal = dane_refusal(dane.get(name), order)
+        refusal = dane_refusal(dane.get(name), order, verdict.expired and not dry_run)
         if refusal:  # never deploy a certificate that would stop matching validated TLSA records
-            report.services.append(_service_report(name, verdict, "not installed: it would break DANE", "failed",
-                                                   False, before, before, refusal))
+            what = "not installed: it would break DANE" if order is not None and order.bundle is not None else (
+                "not replaced by a self-signed certificate: it would break DANE")
+            report.services.append(_service_report(name, verdict, what, "failed", False, before, before, refusal))
             continue
         report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say, report.disk))
         if key_choice.rollover_service == name and report.services[-1].outcome == "ok":
