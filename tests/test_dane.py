@@ -466,3 +466,23 @@ def test_an_expired_certificate_a_pinning_record_matches_is_not_replaced_by_a_se
     assert "ignore expiry" in exim.detail
     assert mail.served().serial_number == first.serial_number
     assert openssl_dane(mail.daemon.port, pinned) == 0  # DANE-EE senders still deliver
+
+
+def test_bad_dane_commands_are_refused_and_change_nothing(tmp_path, run_cli):
+    etc = tmp_path / "etc"
+    config = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services={
+        "exim": {"kind": "exim", "cert_file": str(etc / "exim.crt"), "key_file": str(etc / "exim.key")},
+        "ftp": {"kind": "pure-ftpd", "combined_file": str(etc / "pure-ftpd.pem")}})
+    assert run_cli("list", "--no-probe", config=config).code == 0
+    before = tree_state(tmp_path)
+    for args, words in ((("dane", "status", "ftp"), "DANE is off for ftp: set dane = true in [services.ftp]"),
+                        (("dane", "rollover", "ftp"), "DANE is off for ftp"),
+                        (("dane", "rollover", "nosuch"), "nosuch"),
+                        (("dane", "status", "nosuch", "--json"), "nosuch")):
+        result = run_cli(*args, config=config)
+        assert result.code == 2 and words in result.err and "Traceback" not in result.err, (args, result)
+    assert tree_state(tmp_path) == before
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace('kind = "exim"', 'kind = "exim"\ndane = "yes"'))
+    result = run_cli("dane", "status", config=bad)
+    assert result.code == 2 and "'services.exim.dane' must be true or false" in result.err

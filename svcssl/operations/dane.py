@@ -432,7 +432,11 @@ def dane_status(ctx: Context, service_name: str | None = None, *, network: bool 
 def recorded_dane(ctx: Context, service: ServiceSettings, installed) -> ServiceDane | None:
     """Details: what the recorded lookups say of the installed certificate (None when DANE is off)."""
     try:
-        return check_dane(ctx, service, installed.leaf if installed else None, installed.chain if installed else ())
+        finding = check_dane(ctx, service, installed.leaf if installed else None,
+                             installed.chain if installed else ())
     except SvcsslError as exc:
         log.warning("dane: %s: %s", service.name, exc.message)
         return None
+    if finding is not None and service.dane is None and not any(f.lookup.records for f in finding.names):
+        return None  # on by default (kind exim), and no TLSA records: nothing to show
+    return finding
