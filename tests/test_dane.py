@@ -486,3 +486,6 @@ def test_bad_dane_commands_are_refused_and_change_nothing(tmp_path, run_cli):
     bad.write_text(config.read_text().replace('kind = "exim"', 'kind = "exim"\ndane = "yes"'))
     result = run_cli("dane", "status", config=bad)
     assert result.code == 2 and "'services.exim.dane' must be true or false" in result.err
+    bad.write_text(config.read_text().replace('kind = "exim"', 'kind = "exim"\ndane_names = ["mail example.com"]'))
+    result = run_cli("dane", "status", config=bad)
+    assert result.code == 2 and "'services.exim.dane_names' must list fully qualified host names" in result.err
