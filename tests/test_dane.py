@@ -250,6 +250,8 @@ def test_rollover_waits_for_the_published_next_key_then_switches_after_twice_the
     report, exim = run(mail)
     assert exim.outcome == "ok", deployed(exim, mail)
     assert "switching to the next key" in report.order["key"]
+    (done,) = [n for n in report.notifications if n["key"].startswith("dane-rollover-done:exim:")]
+    assert done["subject"].endswith("the old TLSA record may be removed") and current in done["key"]
     switched = mail.served()
     assert spki_hex(switched) == next_record.split()[-1]
     assert openssl_dane(mail.daemon.port, next_record) == 0

@@ -8,7 +8,8 @@ from typing import Callable
 
 from ..errors import SvcsslError
 from ..operations.context import Context
-from ..operations.dane import KeyChoice, ServiceDane, check_dane, dane_setting, finish_rollover, renewal_key, would_break
+from ..operations.dane import (KeyChoice, ServiceDane, check_dane, dane_setting, dane_status, finish_rollover,
+                               renewal_key, would_break)
 from ..operations.hostname_certificate import OrderOutcome
 from ..operations.inventory import ServiceStatus, read_installed_bundle
 from ..operations.notify import notify_once
@@ -73,12 +74,24 @@ def dane_refusal(finding: ServiceDane | None, order: OrderOutcome | None, expire
     return None
 
 
-def finish_dane_rollover(ctx: Context, status: ServiceStatus, actor: str) -> None:
+def finish_dane_rollover(ctx: Context, status: ServiceStatus, actor: str) -> list[dict]:
+    """The switch is deployed: record it, and tell the administrator (once) that the old record may go."""
+    name = status.service.name
     try:
-        finish_rollover(ctx, status.service.name, status.installed.leaf.public_key() if status.installed else None,
-                        actor=actor)
-    except SvcsslError as exc:
-        log.warning("dane: finishing the rollover of %s: %s", status.service.name, exc.message)
+        finish_rollover(ctx, name, status.installed.leaf.public_key() if status.installed else None, actor=actor)
+        (finding,) = dane_status(ctx, name, network=False)
+    except (SvcsslError, ValueError) as exc:
+        log.warning("dane: finishing the rollover of %s: %s", name, getattr(exc, "message", exc))
+        return []
+    old = finding.rollover.old_record
+    if not old:
+        return []
+    host = ctx.settings.server.hostname
+    key = f"dane-rollover-done:{name}:{old}"
+    subject = f"[{host}] {name} uses its next key now: the old TLSA record may be removed"
+    body = "\n".join([f"svcssl switched {name} to its next key; its record {finding.rollover.next_record} matches it.",
+                      f"The old record may be removed now: {old}", "", f"— svcssl on {host}"]) + "\n"
+    return [{"key": key, "subject": subject, "result": notify_once(ctx, key, subject, body)}]
 
 
 def notify_dane(ctx: Context, findings: dict[str, ServiceDane], statuses: list[ServiceStatus]) -> list[dict]:

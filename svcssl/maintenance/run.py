@@ -274,7 +274,7 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
             continue
         report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say, report.disk))
         if key_choice.rollover_service == name and report.services[-1].outcome == "ok":
-            finish_dane_rollover(ctx, status, ACTOR)
+            report.notifications.extend(finish_dane_rollover(ctx, status, ACTOR))
 
     if order is not None and order.bundle is not None:
         _check_ordered_trust(ctx, report, order)
