@@ -168,7 +168,8 @@ def test_failed_reload_leaves_old_files_byte_for_byte_and_exits_1(run_cli, tmp_p
     before = tree_state(etc)
     active_before = listing(run_cli, config)["dovecot"]["active_fingerprint"]
     cert_file, key_file, chain_file, fp = write_bundle(tmp_path)
-    result = run_cli("install", "dovecot", "--cert", str(cert_file), "--key", str(key_file), config=config)
+    result = run_cli("install", "dovecot", "--cert", str(cert_file), "--key", str(key_file),
+                     "--cabundle", str(chain_file), config=config)
     assert result.code == 1
     assert "reload" in result.err and "doveadm: reload refused" in result.err
     assert "previous certificate was put back" in result.err
@@ -184,8 +185,9 @@ def test_failed_config_test_changes_nothing(run_cli, tmp_path):
                  "config_test": ["false"]}})
     listing(run_cli, config)
     before = tree_state(etc)
-    cert_file, key_file, _, _ = write_bundle(tmp_path)
-    result = run_cli("install", "exim", "--cert", str(cert_file), "--key", str(key_file), config=config)
+    cert_file, key_file, chain_file, _ = write_bundle(tmp_path)
+    result = run_cli("install", "exim", "--cert", str(cert_file), "--key", str(key_file),
+                     "--cabundle", str(chain_file), config=config)
     assert result.code == 1 and "config_test" in result.err
     assert tree_state(etc) == before
     assert not [p for p in etc.iterdir() if p.name.startswith(".")]  # no staged temp files left

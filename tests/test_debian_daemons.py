@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from support import pki
-from support.config import REPO_ROOT, require_binaries, skip_or_fail
+from support.config import REPO_ROOT, require_binaries, skip_or_fail, private_ca_anchors_pem
 
 HOSTNAME = "mail.example.com"
 TOUCHED = [Path(p) for p in ("/etc/dovecot", "/etc/exim4", "/etc/pure-ftpd", "/etc/ssl/private", "/var/lib/exim4",
@@ -309,8 +309,13 @@ def debian(tmp_path):
         example = (REPO_ROOT / "config.example.toml").read_text()
         config_text = re.sub(r'(?m)^hostname = ".*"$', f'hostname = "{HOSTNAME}"', example, count=1)
         config_text = re.sub(r'(?m)^state_dir = ".*"$', f'state_dir = "{tmp_path / "state"}"', config_text, count=1)
+        # …and the tests' private CA as a trust anchor (clients of these tests trust it; svcssl must be told)
+        anchors = tmp_path / "test-anchors.pem"
+        anchors.write_bytes(private_ca_anchors_pem())
+        config_text = re.sub(r'(?ms)^(\[trust\].*?^)ca_file = ""$', lambda m: f'{m.group(1)}ca_file = "{anchors}"',
+                             config_text, count=1)
         changed = [(a, b) for a, b in zip(example.splitlines(), config_text.splitlines()) if a != b]
-        assert len(changed) == 2, changed
+        assert len(changed) == 3, changed
         config = tmp_path / "config.toml"
         config.write_text(config_text)
 

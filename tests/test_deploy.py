@@ -27,7 +27,7 @@ HOST = "mail.example.com"
 
 def _bundle_bytes(slot: int):
     leaf, key = pki.pki().leaf([HOST], key=pki.rsa_key(slot))
-    return pki.pem(leaf), pki.key_pem(key)
+    return pki.pem(leaf, pki.pki().intermediate), pki.key_pem(key)
 
 
 def _closed_port() -> int:

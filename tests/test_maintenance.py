@@ -70,7 +70,7 @@ def inbox():
 
 
 def make_config(tmp_path: Path, pebble, dns_server, smtp_port: int, *, http01_port: int | None = None,
-                services: dict | None = None) -> Path:
+                services: dict | None = None, trust_pebble: bool = True) -> Path:
     etc = tmp_path / "etc"
     services = services or {
         "cpanel": {"kind": "panel", "cert_file": str(etc / "panel/cert.pem"), "key_file": str(etc / "panel/key.pem")},
@@ -96,7 +96,7 @@ recipient = "admin@example.test"
 panel_url = "https://{HOST}:2087/scripts2/manageservicecrts"
 """
     text = write_config(tmp_path / "svcssl.toml", hostname=HOST, state_dir=tmp_path / "state", services=services,
-                        anchors=[pebble.roots_pem()]).read_text()
+                        anchors=[pebble.roots_pem()] if trust_pebble else []).read_text()
     text = text.replace(f'hostname = "{HOST}"', f'hostname = "{HOST}"\nmain_ip = "127.0.0.1"')
     (tmp_path / "svcssl.toml").write_text(text + extra)
     return tmp_path / "svcssl.toml"
@@ -376,3 +376,45 @@ def test_the_run_can_validate_over_dns01_through_the_configured_hook(pebble, dns
     report = run_maintenance(ctx)
     assert report.ok and report.order["ok"] is True, report.to_dict()
     assert "add _acme-challenge.mail.example.test" in (tmp_path / "hook.log").read_text()
+
+
+def test_an_untrusted_certificate_is_replaced_with_the_hostname_certificate(pebble, dns_server, inbox, tmp_path):
+    """A certificate from a private CA whose root is not a trust anchor (issue 24): cPanel's "invalid", replaced."""
+    root_key, int_key = pki.ec_key(700), pki.ec_key(701)
+    root = pki.make_ca("Unknown Corp Root", root_key)
+    intermediate = pki.make_ca("Unknown Corp Issuing CA", int_key, (root, root_key))
+    leaf = pki.make_leaf([HOST], pki.rsa_key(55), intermediate, int_key)
+    config = make_config(tmp_path, pebble, dns_server, inbox[1])
+    ctx = context(config)
+    from svcssl.operations.install import install_certificate
+    install_certificate(ctx, ["exim"], pki.pem(leaf, intermediate) + pki.key_pem(pki.rsa_key(55)), actor="test",
+                        allow_untrusted=True)
+    exim = {s.service.name: s for s in list_services(ctx)}["exim"]
+    assert exim.assessment.verdict == "replace" and exim.assessment.codes == ("untrusted",)
+    assert "\u201cUnknown Corp Root\u201d" in exim.assessment.message
+    report = run_maintenance(ctx)
+    done = {s.service: s for s in report.services}["exim"]
+    assert done.verdict == "untrusted" and done.action == "installed the hostname certificate", done
+    assert report.ok and report.order_untrusted == ""
+    after = {s.service.name: s for s in list_services(ctx)}["exim"]
+    assert after.assessment.verdict == "ok", after.assessment  # Pebble's root is in [trust] ca_file
+
+
+def test_an_acme_ca_whose_root_is_not_trusted_is_a_configuration_error_mailed_once_never_a_loop(
+        pebble, dns_server, inbox, tmp_path):
+    config = make_config(tmp_path, pebble, dns_server, inbox[1], trust_pebble=False)
+    ctx = context(config)
+    report = run_maintenance(ctx)
+    assert report.order and report.order["ok"], report.order
+    assert not report.ok
+    assert report.order_untrusted.startswith("the ACME CA's root is not trusted: add it to [trust] ca_file")
+    assert "configuration error" in report.summary
+    mails = [m for m in inbox[0].messages if "not trusted" in m["Subject"]]
+    assert len(mails) == 1 and "[trust] ca_file" in mails[0].get_content()
+    statuses = list_services(ctx)
+    assert all(s.assessment.codes[0] == "acme-root-untrusted" and s.assessment.verdict == "attention"
+               for s in statuses), [s.assessment for s in statuses]
+    again = run_maintenance(ctx)
+    assert again.order is None  # kept: no second order
+    assert all(s.verdict == "acme-root-untrusted" and s.action == "none" for s in again.services), again.services
+    assert len([m for m in inbox[0].messages if "not trusted" in m["Subject"]]) == 1

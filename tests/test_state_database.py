@@ -17,6 +17,7 @@ from pathlib import Path
 
 from servers.ports import free_port
 from support import pki
+from support.config import write_anchors
 from support.process import REPO
 from svcssl.app import create_app
 from svcssl.operations.context import open_context
@@ -42,6 +43,9 @@ def install_later_certificate(run_cli, config: Path, tmp_path: Path) -> str:
     crt, key_file = tmp_path / "later.crt", tmp_path / "later.key"
     crt.write_bytes(pki.pem(leaf) + pki.pem(ca.intermediate))
     key_file.write_bytes(pki.key_pem(key))
+    if "[trust]" not in config.read_text():  # the tests' private CA is a trust anchor (issue 24)
+        anchors = write_anchors(tmp_path / "anchors.pem")
+        config.write_text(config.read_text() + f'\n[trust]\nca_file = "{anchors}"\n')
     result = run_cli("install", "exim", "--cert", str(crt), "--key", str(key_file), config=config)
     assert result.code == 0, result.err
     from svcssl.x509.inspect import fingerprint

@@ -8,7 +8,6 @@ find — with ``openssl verify -purpose sslserver -CAfile <anchors> -untrusted <
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -229,7 +228,10 @@ def test_a_missing_intermediate_found_in_a_ca_directory_is_an_incomplete_chain_t
     assert assessment["verdict"] == "repair" and codes(assessment) == ["incomplete-chain"], assessment
     message = assessment["reasons"][0]["message"]
     assert "\u201cCorp Issuing CA 1\u201d" in message and str(s.cadir) in message
-    assert dry_run(run_cli, s.config)["verdict"] == "incomplete-chain"
+    planned = dry_run(run_cli, s.config)
+    assert planned["verdict"] == "incomplete-chain" and planned["action"].startswith("would complete the chain")
+    result = run_cli("maintenance", "run", "--dry-run", "--json", config=s.config)
+    assert "dovecot would have its chain completed (dry run)" in json.loads(result.out)["summary"]
 
 
 def test_a_missing_intermediate_found_nowhere_is_untrusted(tmp_path, run_cli):
@@ -425,8 +427,127 @@ def test_a_daemon_pointed_at_the_leaf_only_file_is_a_served_chain_problem(tmp_pa
         assert entry["assessment"]["verdict"] == "attention"
         assert codes(entry["assessment"]) == ["served-chain"]
         assert entry["live"]["state"] == "served-chain"
+        details = run_cli("details", "dovecot", config=s.config).out
+        assert "Assessment:   attention" in details
+        assert f"The port {dovecot.probe} serves it without the intermediate \u201cCorp Issuing CA 0\u201d" in details
         # the oracle: what the port sends does not verify, the files' chain does
         assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
         assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
     finally:
         dovecot.stop()
+
+
+def test_a_missing_intermediate_found_only_over_aia_on_a_public_address(tmp_path):
+    """The caIssuers server must be on a public address (loopback and private ones are never fetched): it runs at
+    1.2.3.4 inside a network namespace of its own (`unshare -n`), with svcssl; nothing leaves the namespace."""
+    import sys
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    require_binaries("unshare", "ip", install="apt-get install util-linux iproute2")
+    h = corp(7, aia="http://1.2.3.4:8080/issuer.der")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "issuer.der").write_bytes(h.intermediate.public_bytes(Encoding.DER))
+    s = setup(tmp_path, h.leaf, h.leaf_key, [], anchors=[h.root])
+    s.config.write_text(s.config.read_text().replace("[cabundles]\n", "[cabundles]\naia_fetch = true\n"))
+    fresh_key = ec_key(560)
+    fresh = make_leaf((h.intermediate, ec_key(517)), fresh_key, aia="http://1.2.3.4:8080/issuer.der")
+    (tmp_path / "new.pem").write_bytes(pem(fresh))
+    (tmp_path / "new.key").write_bytes(key_pem(fresh_key))
+    svcssl = f"{sys.executable} -m svcssl.cli --config {s.config}"
+    script = f"""set -e
+ip addr add 1.2.3.4/32 dev lo; ip link set lo up
+{sys.executable} -m http.server 8080 --bind 1.2.3.4 --directory {site} >/dev/null 2>&1 &
+server=$!
+for i in $(seq 50); do {sys.executable} -c "import socket; socket.create_connection(('1.2.3.4', 8080), 1)" 2>/dev/null && break; sleep 0.1; done
+{svcssl} list --json --no-probe > {tmp_path}/list.json
+{svcssl} install dovecot --cert {tmp_path}/new.pem --key {tmp_path}/new.key 2> {tmp_path}/install.err
+kill $server
+"""
+    result = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr + (tmp_path / "install.err").read_text()
+    (entry,) = json.loads((tmp_path / "list.json").read_text())
+    assessment = entry["assessment"]
+    assert assessment["verdict"] == "repair" and codes(assessment) == ["incomplete-chain"], assessment
+    assert "caIssuers URL http://1.2.3.4:8080/issuer.der" in assessment["reasons"][0]["message"]
+    assert not openssl_verify(tmp_path, h.leaf, [h.root], [])
+    assert openssl_verify(tmp_path, h.leaf, [h.root], [h.intermediate])
+    err = (tmp_path / "install.err").read_text()
+    assert ("Added the intermediate \u201cCorp Issuing CA 7\u201d from its caIssuers URL "
+            "http://1.2.3.4:8080/issuer.der") in err, err
+    assert s.cert_file.read_bytes() == pem(fresh, h.intermediate)
+
+
+def test_a_ca_file_that_cannot_be_used_is_named_in_the_message(tmp_path, run_cli):
+    pki = corp(0)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    s.anchors.write_bytes(b"this is not a certificate\n")
+    assessment = listed(run_cli, s.config)
+    assert codes(assessment) == ["untrusted"]
+    assert f"[trust] ca_file {s.anchors} cannot be used" in assessment["reasons"][0]["message"]
+
+
+def test_only_disable_service_certificate_management_holds_a_repair_back(tmp_path, run_cli):
+    from svcssl.statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT
+
+    pki = corp(1)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [], anchors=[pki.root], cadir=[pki.intermediate])
+    listed(run_cli, s.config)  # the state directory exists
+    state = tmp_path / "state"
+    (state / NO_HOSTNAME_CERTIFICATE).write_bytes(b"")
+    assessment = listed(run_cli, s.config)
+    assert assessment["verdict"] == "repair", assessment  # a repair orders nothing
+    (state / NO_MANAGEMENT).write_bytes(b"")
+    assessment = listed(run_cli, s.config)
+    assert assessment["verdict"] == "attention" and codes(assessment) == ["incomplete-chain", "left-alone"]
+
+
+def test_an_issuer_named_right_whose_key_did_not_sign_the_leaf_is_untrusted(tmp_path, run_cli):
+    pki = corp(0)
+    impostor = make_ca("Corp Issuing CA 0", ec_key(570), (pki.root, ec_key(500)))  # same name, another key
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    assert listed(run_cli, s.config)["verdict"] == "ok"  # (the first start adopts the files as they are)
+    s.cert_file.write_bytes(pem(pki.leaf, impostor))  # changed behind svcssl's back
+    assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [impostor])
+    assert codes(listed(run_cli, s.config)) == ["untrusted"]
+
+
+def test_an_intermediate_already_on_the_server_completes_another_services_chain(tmp_path, run_cli):
+    """exim's files hold leaf + intermediate; dovecot's only its leaf: the index (what Autofill uses) finds it."""
+    pki = corp(1)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [], anchors=[pki.root])
+    other_key = ec_key(580)
+    other = make_leaf((pki.intermediate, ec_key(511)), other_key)
+    (tmp_path / "etc" / "exim.crt").write_bytes(pem(other, pki.intermediate))
+    (tmp_path / "etc" / "exim.key").write_bytes(key_pem(other_key))
+    (tmp_path / "etc" / "exim.key").chmod(0o600)
+    s.config.write_text(s.config.read_text().replace("[trust]", f"""[services.exim]
+kind = "exim"
+cert_file = "{tmp_path / 'etc' / 'exim.crt'}"
+key_file = "{tmp_path / 'etc' / 'exim.key'}"
+
+[trust]"""))
+    assert run_cli("discovery", "refresh", config=s.config).code == 0
+    result = run_cli("list", "--json", "--no-probe", config=s.config)
+    entries = {e["service"]: e["assessment"] for e in json.loads(result.out)}
+    assert entries["exim"]["verdict"] == "ok", entries["exim"]
+    assert entries["dovecot"]["verdict"] == "repair" and codes(entries["dovecot"]) == ["incomplete-chain"]
+    assert "the certificates on this server" in entries["dovecot"]["reasons"][0]["message"]
+    assert not openssl_verify(tmp_path, pki.leaf, [pki.root], [])
+    assert openssl_verify(tmp_path, pki.leaf, [pki.root], [pki.intermediate])
+
+
+def test_a_self_signed_certificate_installs_with_its_warning_and_no_flag(tmp_path, run_cli):
+    pki = corp(0)
+    s = setup(tmp_path, pki.leaf, pki.leaf_key, [pki.intermediate], anchors=[pki.root])
+    from svcssl.x509.generate import make_self_signed
+    key = ec_key(590)
+    own = make_self_signed(HOST, key, NOW)  # what Reset makes
+    (tmp_path / "own.pem").write_bytes(pem(own))
+    (tmp_path / "own.key").write_bytes(key_pem(key))
+    result = run_cli("install", "dovecot", "--cert", str(tmp_path / "own.pem"), "--key", str(tmp_path / "own.key"),
+                     config=s.config)
+    assert result.code == 0, result.err
+    assert "self-signed" in result.err and "--allow-untrusted" not in result.err
+    assert codes(listed(run_cli, s.config)) == ["self-signed"]

@@ -145,10 +145,13 @@ def _summary(report: MaintenanceReport, assessments: dict[str, Assessment]) -> s
     held = [name for name, a in assessments.items() if a.verdict == ATTENTION and a.held_by]
     other = [name for name, a in assessments.items() if a.verdict == ATTENTION and not a.held_by]
     failed = [s.service for s in report.services if s.outcome != "planned" and (not s.ok or s.outcome == "failed")]
-    planned = [s.service for s in report.services if s.outcome == "planned"]
+    planned = [s.service for s in report.services if s.outcome == "planned" and s.verdict != "incomplete-chain"]
+    repairs = [s.service for s in report.services if s.outcome == "planned" and s.verdict == "incomplete-chain"]
     parts = []
     if planned:
         parts.append(f"needs attention: {', '.join(planned)} would get a new certificate (dry run)")
+    if repairs:
+        parts.append(f"needs attention: {', '.join(repairs)} would have its chain completed (dry run)")
     if failed:
         parts.append(f"needs attention: {', '.join(failed)} did not end with a certificate that passes")
     if held:

@@ -144,7 +144,8 @@ def _certificates_in(ctx: Context, file: IndexedFile) -> tuple[x509.Certificate,
     return _CA_FILES.get((file.path, file.store, file.owner), (file.path,), load)
 
 
-def _issuer_candidates(ctx: Context, idx: DiscoveryIndex):
+def issuer_candidates(ctx: Context, idx: DiscoveryIndex):
+    """The CA certificates of the index named like a certificate's issuer (the CA repository)."""
     def candidates(cert: x509.Certificate) -> Iterator[x509.Certificate]:
         for row in idx.certificates_by_subject(cert.issuer.public_bytes()):
             certificates = _certificates_in(ctx, row.file)
@@ -167,7 +168,7 @@ def complete(ctx: Context, vis: Visibility, leaf: x509.Certificate, *, given: tu
     info = describe(leaf)
     key, others = find_key(ctx, vis, info.spki_sha256, prefer)
     fetcher = _FETCHER if ctx.settings.cabundles.aia_fetch else None
-    result = build_chain(leaf, _issuer_candidates(ctx, index(ctx)), given=given, fetcher=fetcher)
+    result = build_chain(leaf, issuer_candidates(ctx, index(ctx)), given=given, fetcher=fetcher)
     missing = []
     if key is None:
         missing.append(_no_key_message(vis))

@@ -152,6 +152,17 @@ def assess_info(ctx: Context, info: CertificateInfo, trust: TrustFinding | None 
                   touch_files=touch_files_present(ctx))
 
 
+def assess_choice(ctx: Context, info: CertificateInfo, certificate_pem: str, cabundle_pem: str) -> Assessment:
+    """The assessment of a certificate chosen for the install form (Browse, Autofill), its trust included; the web
+    page does not wait on the network for it (caIssuers downloads only as already made)."""
+    try:
+        leaf = read_certificates(certificate_pem.encode(), what="certificate", field="crt")[0]
+        chain = read_certificates(cabundle_pem.encode()) if cabundle_pem.strip() else ()
+    except (InputError, IndexError):
+        return assess_info(ctx, info)
+    return assess_info(ctx, info, judge_trust(ctx, leaf, tuple(chain), network=False))
+
+
 def require_confirmation(prepared: PreparedBundle, allow_untrusted: bool, flag: str) -> None:
     """A certificate clients will not trust is installed only when the person confirms it; nothing is written
     before. (A self-signed one installs as before, with its warning: Reset makes them on purpose.)"""
@@ -285,7 +296,8 @@ def install_certificate(
     services = ctx.services(service_names)
     prepared = prepare_bundle(ctx, crt, key, cabundle, password, key_ref)
     check_input_accepted(services, prepared)
-    require_confirmation(prepared, allow_untrusted, confirm_with)
+    if any(not kind_of(s.kind).pkcs12_only for s in services):  # (an APNs certificate is Apple's client certificate)
+        require_confirmation(prepared, allow_untrusted, confirm_with)
     dane = require_dane_confirmation(ctx, services, prepared.bundle.leaf, prepared.bundle.chain, allow_dane_mismatch,
                                      confirm_dane_with)  # (DANE: validated TLSA records its key does not match)
     prepared = replace(prepared, warnings=prepared.warnings + dane) if dane else prepared

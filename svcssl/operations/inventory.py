@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from ..errors import InputError, SvcsslError
 from ..fsutil import StatCache, read_bounded
@@ -26,6 +27,7 @@ from ..x509.trust import name_label
 SERVED_CHAIN = "served-chain"  # the live probe's state when the port serves the certificate with a chain too short
 
 INSTALLED_FILE_LIMIT = 1024 * 1024
+_SHA256 = SHA256()
 DRIFT_FLAG = "files changed outside svcssl"
 
 
@@ -36,6 +38,11 @@ class InstalledCertificate:
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     info: CertificateInfo
+    chain_fingerprints: tuple[str, ...] = ()
+
+    @property
+    def trust_key(self) -> tuple:
+        return (self.info.fingerprint, self.chain_fingerprints)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,8 @@ def read_installed(service: ServiceSettings) -> InstalledCertificate:
         data = read_bounded(path, INSTALLED_FILE_LIMIT)
         parsed = read_certificate_input(data, what=f"certificate file {path}", validate_keys=False)
         leaf, *chain = parsed.certificates
-        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf))
+        return InstalledCertificate(leaf=leaf, chain=tuple(chain), info=describe(leaf),
+                                    chain_fingerprints=tuple(c.fingerprint(_SHA256).hex() for c in chain))
 
     return _parsed_files.get(path, (path,), parse)
 
@@ -162,7 +170,8 @@ def assess_status(ctx: Context, installed: InstalledCertificate | None, problem:
     if installed is None:
         return assess_unreadable(problem or "the certificate file cannot be read", touch)
     facts = facts or CertificateFacts()
-    trust = facts.trust or judge_trust(ctx, installed.leaf, installed.chain, now, network=network)
+    trust = facts.trust or judge_trust(ctx, installed.leaf, installed.chain, now, network=network,
+                                       key_hint=installed.trust_key)
     facts = replace(facts, trust=trust, served_chain=facts.served_chain or served_chain,
                     acme_untrusted=facts.from_own_ca and trust.state == UNTRUSTED)
     return assess(installed.info, server, facts, now,
@@ -174,6 +183,9 @@ def served_chain_note(ctx: Context, service: ServiceSettings, installed: Install
     """The last probe found the port serving this certificate with a chain clients do not accept: say so."""
     probe = (probes if probes is not None else _last_probes(ctx)).get(service.name)
     if probe is None or probe.state != SERVED_CHAIN or probe.installed_fingerprint != installed.info.fingerprint:
+        return None
+    active = ctx.store.active(service.name)
+    if active is not None and active.installed_at > probe.probed_at:  # redeployed since (a repair): probe again
         return None
     trust = judge_trust(ctx, installed.leaf, installed.chain, network=False)
     names = ", ".join(f"\u201c{name_label(c.subject)}\u201d" for c in trust.chain) or "an intermediate"

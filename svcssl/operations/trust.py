@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ..discovery.cabundles import AiaFetcher
 from ..errors import InputError
@@ -63,8 +66,6 @@ _ANCHOR_FILES = StatCache(size=8)
 def _pem_certificates(path: Path, limit: int, lenient: bool) -> tuple[x509.Certificate, ...]:
     data = read_bounded(path, limit, what="trust anchor file")
     if lenient:  # the system bundle: one odd root must not cost the other 143
-        import warnings
-        from cryptography.utils import CryptographyDeprecationWarning
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             try:
@@ -86,8 +87,24 @@ def anchor_problem(settings: Settings) -> str | None:
     return None
 
 
+_RECENT: dict = {}  # (system_store, ca_file) -> (monotonic time, anchors): one stat per second at most
+RESTAT_SECONDS = 1.0
+
+
 def load_anchors(settings: Settings) -> TrustAnchors:
-    """The anchors of ``[trust]``, parsed once while the files are unchanged."""
+    """The anchors of ``[trust]``, parsed once while the files are unchanged (looked at once a second at most)."""
+    recent_key = (settings.trust.system_store, settings.trust.ca_file)
+    recent = _RECENT.get(recent_key)
+    if recent is not None and time.monotonic() - recent[0] < RESTAT_SECONDS:
+        return recent[1]
+    anchors = _load_anchors(settings)
+    if len(_RECENT) > 16:
+        _RECENT.clear()
+    _RECENT[recent_key] = (time.monotonic(), anchors)
+    return anchors
+
+
+def _load_anchors(settings: Settings) -> TrustAnchors:
     paths = tuple(p for p in ((SYSTEM_BUNDLE if settings.trust.system_store else None), settings.trust.ca_file)
                   if p is not None)
 
@@ -136,10 +153,10 @@ def _cabundle_certificates(settings: Settings) -> list[tuple[x509.Certificate, s
 
 
 def _indexed(ctx: Context):
-    from .autofill import _issuer_candidates  # the repository Autofill builds CA bundles from
+    from .autofill import issuer_candidates  # the repository Autofill builds CA bundles from
     from .browse import index
     try:
-        return _issuer_candidates(ctx, index(ctx))
+        return issuer_candidates(ctx, index(ctx))
     except Exception:  # noqa: BLE001 - an index that cannot be read only means fewer candidates
         return lambda cert: ()
 
@@ -191,20 +208,19 @@ _FINDINGS_LOCK = threading.Lock()
 
 
 def judge_trust(ctx: Context, leaf: x509.Certificate, chain: tuple[x509.Certificate, ...], now: datetime | None = None,
-                *, network: bool = True) -> TrustFinding:
-    """Would a client trust ``leaf`` served with ``chain``, and can svcssl complete it if not?"""
+                *, network: bool = True, key_hint: tuple | None = None) -> TrustFinding:
+    """Would a client trust ``leaf`` served with ``chain``, and can svcssl complete it if not? (``key_hint``: the
+    leaf's and chain's identity when the caller knows it already, e.g. from the parsed file.)"""
     now = now or ctx.now()
-    if is_self_signed(leaf):
-        return TrustFinding(UNCHECKED)
     anchors = load_anchors(ctx.settings)
-    key = (leaf.fingerprint(_SHA256), tuple(c.fingerprint(_SHA256) for c in chain), id(anchors),
+    key = (key_hint or (leaf.fingerprint(_SHA256), tuple(c.fingerprint(_SHA256) for c in chain)), id(anchors),
            now.replace(second=0, microsecond=0), network, ctx.settings.cabundles.dirs, ctx.settings.cabundles.aia_fetch,
            str(ctx.store.root))
     with _FINDINGS_LOCK:
         cached = _FINDINGS.get(key)
     if cached is not None:
         return cached
-    finding = _judge(ctx, leaf, chain, anchors, now, network)
+    finding = TrustFinding(UNCHECKED) if is_self_signed(leaf) else _judge(ctx, leaf, chain, anchors, now, network)
     with _FINDINGS_LOCK:
         if len(_FINDINGS) > 512:
             _FINDINGS.clear()
@@ -231,7 +247,11 @@ def _judge(ctx: Context, leaf: x509.Certificate, chain: tuple[x509.Certificate, 
         message = (f"Its chain is incomplete: the files lack the intermediate {names}, which clients need to trust "
                    f"it ({where}). The maintenance run adds it (or install the certificate again with its CA bundle).")
         return TrustFinding(INCOMPLETE, message, completed.intermediates, added)
-    return TrustFinding(UNTRUSTED, _untrusted_message(leaf, (*chain, *found), anchors, now, completed.error))
+    message = _untrusted_message(leaf, (*chain, *found), anchors, now, completed.error)
+    problem = anchor_problem(ctx.settings)
+    if problem:
+        message += f" (Note: {problem}.)"
+    return TrustFinding(UNTRUSTED, message)
 
 
 def _untrusted_message(leaf: x509.Certificate, pool, anchors: TrustAnchors, now: datetime, error: str) -> str:
@@ -273,9 +293,7 @@ def served_chain_problem(ctx: Context, leaf: x509.Certificate, served_chain: tup
     if verify_path(leaf, served_chain, anchors, now).trusted:
         return None
     full = judge_trust(ctx, leaf, (*served_chain, *files_chain), now, network=False)
-    if full.state == INCOMPLETE or (full.state == TRUSTED and files_chain):
-        pass
-    else:
+    if full.state not in (TRUSTED, INCOMPLETE):
         return None
     sent = {c.fingerprint(_SHA256) for c in served_chain}
     missing = [name_label(c.subject) for c in full.chain if c.fingerprint(_SHA256) not in sent]

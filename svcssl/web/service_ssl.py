@@ -12,9 +12,9 @@ from ..operations.autofill import CertificateChoice, autofill_certificate, use_c
 from ..operations.browse import parse_reference
 from ..operations.csr import create_csr, split_domains
 from ..operations.dane import recorded_dane, start_rollover
-from ..operations.install import KeyReference, assess_info, install_certificate, install_warnings
-from ..operations.assessment import Thresholds
-from ..operations.inventory import service_details
+from ..operations.install import KeyReference, assess_choice, install_certificate, install_warnings
+from ..operations.assessment import FLAG_LABELS, Thresholds
+from ..operations.inventory import SERVED_CHAIN, service_details
 from ..operations.reset import reset_certificate
 from ..operations.rollback import rollback_certificate
 from ..operations.users import actor_seen_by
@@ -64,6 +64,8 @@ def index():
             flags.append("served certificate differs from installed")
         elif check is not None and check.state == "unreachable":
             flags.append("not reachable for the live check")
+        elif check is not None and check.state == SERVED_CHAIN and "served-chain" not in status.assessment.codes:
+            flags.append(FLAG_LABELS["served-chain"])  # found by this very probe: the assessment has it next time
         rows.append({
             "status": status,
             "info": info,
@@ -153,7 +155,8 @@ def _render_install(form: InstallForm, status: int = 200, **extra):
     source = form.key_source.data or None
     extra.setdefault("key_source_origin", _key_source_origin(source) if source else None)
     if extra.get("choice") is not None:  # before installing: what the maintenance run would say about it
-        assessment = assess_info(context(), extra["choice"].info)
+        choice = extra["choice"]
+        assessment = assess_choice(context(), choice.info, choice.certificate_pem, choice.cabundle_pem)
         extra.setdefault("choice_assessment", assessment)
         extra.setdefault("choice_warnings", install_warnings(assessment))
     extra.setdefault("apply_from", None)

@@ -41,7 +41,7 @@ def toml_value(value) -> str:
 TEST_PKI_SLOTS = range(10)
 
 
-def test_anchors_pem() -> bytes:
+def private_ca_anchors_pem() -> bytes:
     """The roots of the tests' own private CAs (support/pki.py): clients of the tests trust them, so every test
     configuration names them in [trust] ca_file (a private CA is never trusted by default)."""
     from support.pki import pem, pki
@@ -50,7 +50,7 @@ def test_anchors_pem() -> bytes:
 
 def write_anchors(path: Path, *extra: bytes) -> Path:
     """A [trust] ca_file: the test PKI's roots and ``extra`` PEM (e.g. Pebble's root, new at every start)."""
-    path.write_bytes(test_anchors_pem() + b"".join(extra))
+    path.write_bytes(private_ca_anchors_pem() + b"".join(extra))
     return path
 
 
