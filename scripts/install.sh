@@ -21,6 +21,8 @@ if [ "$want_test" = 1 ]; then
   apt_packages+=(prometheus)
   # the disk-fault tests make a small ext4 (mkfs.ext4), mark files immutable (chattr) and mount (util-linux)
   apt_packages+=(e2fsprogs util-linux mount)
+  # DANE tests: a zone signed with ldns-signzone (ldnsutils), served by NSD, validated by Unbound
+  apt_packages+=(nsd unbound ldnsutils)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

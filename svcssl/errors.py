@@ -92,6 +92,12 @@ class UntrustedError(InputError):
     field = "allow_untrusted"
 
 
+class DaneMismatchError(InputError):
+    """The certificate's key matches none of the validated TLSA records of a service: installed only when confirmed."""
+
+    field = "allow_dane_mismatch"
+
+
 class NothingToRollBackError(InputError):
     field = "service"
 

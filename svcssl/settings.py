@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
@@ -181,6 +182,21 @@ def _hostname(value: str, where: str, reading: _Reading) -> str:
     return (value or system_hostname()).strip().rstrip(".").lower()
 
 
+_MAIL_HOST = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def _mail_hosts(values: list, where: str, reading: _Reading) -> tuple[str, ...]:
+    """Host names (MX names) whose TLSA records are checked: fully qualified, lower-cased, no trailing dot."""
+    names = []
+    for value in values:
+        name = value.strip().rstrip(".").lower()
+        if not _MAIL_HOST.fullmatch(name):
+            raise ConfigError(f"configuration key '{where}' must list fully qualified host names "
+                              f"(like mail.example.com), not {value!r}")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
 def _sender(value: str, where: str, reading: _Reading) -> str:
     return value or f"svcssl@{reading.hostname}"
 
@@ -261,6 +277,8 @@ class ServiceSettings:
     config_test: tuple[str, ...] = setting((), list)
     reload: tuple[str, ...] = setting((), list)
     probe: ProbeAddress | None = setting(None, read=_probe)
+    dane: bool | None = setting(None, bool)  # check TLSA records; None = yes for kind "exim" (when records exist)
+    dane_names: tuple[str, ...] = setting((), list, read=_mail_hosts)  # the MX names of its TLSA records; () = the server hostname
     deprecated: bool = False
 
     @property

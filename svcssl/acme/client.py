@@ -40,6 +40,7 @@ from ..settings import parse_listen
 from ..fsutil import atomic_write, file_lock
 from ..statedir import ACME_ACCOUNT, ACME_ACCOUNT_KEY, ACME_PENDING, ACME_PENDING_KEY, StateLayout
 from ..x509.encode import key_pem
+from ..x509.inspect import spki_der
 from ..x509.generate import generate_private_key, make_csr
 from ..x509.parse import PrivateKey, read_private_key
 from .dns01 import published
@@ -416,10 +417,11 @@ def _place_order(client: ClientV2, csr_pem: bytes, names: list[str], profile: st
 
 
 def _new_order(client: ClientV2, config: AcmeConfig, folder: Path, names: list[str], account_uri: str,
-               profile: str | None = None, replaces: str | None = None
+               profile: str | None = None, replaces: str | None = None, key: PrivateKey | None = None
                ) -> tuple[messages.OrderResource, PrivateKey, str | None, tuple[str, ...]]:
-    """A new order for ``names``; its key and URL are stored before any challenge is answered."""
-    key = generate_private_key(config.key_type)
+    """A new order for ``names`` (with ``key``, else a new key); its key and URL are stored before any challenge
+    is answered."""
+    key = key if key is not None else generate_private_key(config.key_type)
     atomic_write(folder / PENDING_KEY_FILE, key_pem(key), 0o600)
     try:
         orderr, replaced, notes = _place_order(client, make_csr(key, names).public_bytes(Encoding.PEM), names,
@@ -435,10 +437,12 @@ def _new_order(client: ClientV2, config: AcmeConfig, folder: Path, names: list[s
 
 
 def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
-                      timeout: float = 90, replaces: str | None = None) -> IssuedCertificate:
+                      timeout: float = 90, replaces: str | None = None,
+                      key: PrivateKey | None = None) -> IssuedCertificate:
     """Order a certificate for ``names`` (the first is the CN) and return its key and full chain.
 
-    Resumes this account's pending order for the same names if the CA still has it. Raises
+    With ``key`` the CSR is made from that key (a key that DANE TLSA records pin is kept); else a new key.
+    Resumes this account's pending order for the same names (and key) if the CA still has it. Raises
     :class:`AcmeError` on any failure; within ``timeout`` seconds for validation and issuance.
     """
     names = list(dict.fromkeys(clean for name in names if (clean := name.strip().rstrip(".").lower())))
@@ -459,11 +463,15 @@ def order_certificate(config: AcmeConfig, names: list[str], state_dir: Path, *,
         profile, notes = _choose_profile(client, config)  # before any order: a wrong name is a configuration error
         account_uri = _ensure_account(client, config, folder)
         resumed = _resume(client, config, folder, names)
+        if resumed is not None and key is not None and spki_der(resumed[1].public_key()) != spki_der(key.public_key()):
+            _clear_pending(folder)  # a pending order with another key than the one asked for: a new order
+            resumed = None
         replaced = None
         if resumed is not None:
             orderr, key = resumed
         else:
-            orderr, key, replaced, more = _new_order(client, config, folder, names, account_uri, profile, replaces)
+            orderr, key, replaced, more = _new_order(client, config, folder, names, account_uri, profile, replaces,
+                                                     key)
             notes += more
         try:
             _authorize(client, config, orderr, deadline)

@@ -20,7 +20,7 @@ from ..logformat import LEVELS, configure_logging, error_prefix
 from ..operations.context import open_context
 from ..operations.firstrun import ensure_certificates
 from ..settings import load_settings
-from . import csr, discovery, maintenance, serve, services, state, users
+from . import csr, dane, discovery, maintenance, serve, services, state, users
 from .command import EXIT_FAILED, EXIT_INPUT, EXIT_OK, Choice, Group, Invocation, for_the_command_line
 
 __all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "main", "parse", "svcssl"]
@@ -40,7 +40,7 @@ def svcssl(**options: object) -> None:
 
 
 for command in (*services.COMMANDS[:4], csr.csr, *services.COMMANDS[4:], serve.cmd_serve, maintenance.maintenance,
-                *users.GROUPS, *discovery.GROUPS, state.state):
+                *users.GROUPS, *discovery.GROUPS, state.state, dane.dane):
     svcssl.add_command(command)
 
 

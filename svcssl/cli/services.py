@@ -183,6 +183,8 @@ def cmd_details(ctx: Context, args: SimpleNamespace) -> int:
 @click.option("--password-file", metavar="FILE", help="PKCS#12 password or key passphrase")
 @click.option("--allow-untrusted", is_flag=True, help="install it even though clients will not trust it (no path "
               "to a root of [trust]); the next maintenance run replaces it")
+@click.option("--allow-dane-mismatch", is_flag=True, help="install it even though its key matches none of the "
+              "service's validated TLSA records (DANE senders would refuse mail)")
 @runs
 def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
     limit = ctx.settings.limits.max_input_bytes
@@ -195,7 +197,9 @@ def cmd_install(ctx: Context, args: SimpleNamespace) -> int:
         key_ref, cabundle = _key_found_for(ctx, crt, cabundle, password)
     prepared, outcomes = install_certificate(ctx, args.service, crt, key, cabundle, password, actor=CLI_ACTOR,
                                              key_ref=key_ref, allow_untrusted=args.allow_untrusted,
-                                             confirm_with="run again with --allow-untrusted")
+                                             confirm_with="run again with --allow-untrusted",
+                                             allow_dane_mismatch=args.allow_dane_mismatch,
+                                             confirm_dane_with="run again with --allow-dane-mismatch")
     for note in prepared.notes:
         print(note, file=sys.stderr)
     for warning in prepared.warnings:

@@ -31,6 +31,8 @@ from ..operations.reset import make_self_signed_bundle
 from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, TOUCH_FILES
 from ..store import AuditEntry
 from .facts import HostnameCheck, certificate_facts, check_server_hostname, hostname_fix
+from .dane_keys import dane_findings, dane_key_choice, dane_refusal, finish_dane_rollover, notify_dane
+from ..operations.dane import KeyChoice, ServiceDane, with_dane
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class MaintenanceReport:
     disk: list[dict] = field(default_factory=list)  # what a disk stopped: {"message", "cause", "file_system"}
     not_saved: str = ""  # why this report could not be kept in the history (a full disk)
     order_untrusted: str = ""  # a configuration error: the certificate just ordered does not validate
+    dane: dict[str, dict] = field(default_factory=dict)  # per service: `svcssl dane status --json`'s object
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,8 +127,8 @@ def _facts_for(ctx: Context, status: ServiceStatus, cache: dict[str, Certificate
 
 
 def _assess(ctx: Context, status: ServiceStatus, server: ServerFacts, cache: dict[str, CertificateFacts],
-            touch: frozenset[str], now: datetime) -> Assessment:
-    facts = _facts_for(ctx, status, cache) if status.installed is not None else None
+            touch: frozenset[str], now: datetime, dane: ServiceDane | None = None) -> Assessment:
+    facts = with_dane(_facts_for(ctx, status, cache), dane) if status.installed is not None else None
     served = served_chain_note(ctx, status.service, status.installed, None) if status.installed is not None else None
     return assess_status(ctx, status.installed, status.problem, server, facts, touch, now, network=True,
                          served_chain=served)
@@ -232,26 +235,32 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
     statuses = [s for s in list_services(ctx) if s.service.kind != "apns"]
     verdicts: dict[str, Assessment] = {}
     facts_cache: dict[str, CertificateFacts] = {}
+    dane = dane_findings(ctx, statuses, say)
+    report.dane = {name: finding.to_dict() for name, finding in dane.items()}
     for status in statuses:
         say(f"assessing {status.service.name}")
-        verdicts[status.service.name] = _assess(ctx, status, server, facts_cache, present, now)
+        verdicts[status.service.name] = _assess(ctx, status, server, facts_cache, present, now,
+                                                dane.get(status.service.name))
     report.certificates = {fp: _facts_json(facts) for fp, facts in facts_cache.items()}
     # (a repair redeploys the same certificate with its completed chain: it orders nothing)
     needing = [s for s in statuses if verdicts[s.service.name].due and verdicts[s.service.name].verdict != REPAIR]
 
     # One hostname certificate for every service that needs it.
     order: OrderOutcome | None = None
+    key_choice = KeyChoice()
     if needing and managed and auto_hostname and hostname.blocker is None and state_disk is None:
+        key_choice = dane_key_choice(ctx, needing, dane)
         if dry_run:
             report.order = {"planned": True, "names": [ctx.settings.server.hostname]}
         else:
             say(f"ordering a certificate for {ctx.settings.server.hostname} from {ctx.settings.acme.directory}")
             order = order_hostname_certificate(ctx, caa_forbidden=hostname.caa_forbidden,
-                                               renewing=_renewing(needing))
+                                               renewing=_renewing(needing), key_pem=key_choice.key_pem)
             if not order.skipped:  # audited, and counted by /metrics (svcssl_acme_orders_total)
                 ctx.store.add_audit(AuditEntry(at=ctx.now(), actor=ACTOR, action=ACME_ORDER, detail=order.message,
                                                outcome="ok" if order.bundle is not None else "failed"))
             report.order = _order_json(ctx, order)
+            report.order["key"] = key_choice.why or "a new key"
 
     for status in statuses:
         name = status.service.name
@@ -272,12 +281,22 @@ def _run_locked(ctx: Context, dry_run: bool, trigger: str, say: Callable[[str], 
         if verdict.verdict == REPAIR:
             report.services.append(_repair(ctx, status, verdict, dry_run, say, report.disk))
             continue
+        refusal = dane_refusal(dane.get(name), order, verdict.expired and not dry_run)
+        if refusal:  # never deploy a certificate that would stop matching validated TLSA records
+            what = "not installed: it would break DANE" if order is not None and order.bundle is not None else (
+                "not replaced by a self-signed certificate: it would break DANE")
+            report.services.append(_service_report(name, verdict, what, "failed", False, before, before, refusal))
+            continue
         report.services.append(_act(ctx, status, verdict, order, hostname, auto_hostname, dry_run, say, report.disk))
+        if key_choice.rollover_service == name and report.services[-1].outcome == "ok":
+            report.notifications.extend(finish_dane_rollover(ctx, status, ACTOR))
 
     if order is not None and order.bundle is not None:
         _check_ordered_trust(ctx, report, order)
     if managed and not dry_run:
         _notify(ctx, report, statuses, verdicts, order)
+        unchanged = {s.service for s in report.services if s.fingerprint_after == s.fingerprint_before}
+        report.notifications.extend(notify_dane(ctx, dane, [s for s in statuses if s.service.name in unchanged]))
     if not dry_run:
         _notify_disk(ctx, report)
     failed_action = any(s.outcome == "failed" for s in report.services) or bool(

@@ -17,7 +17,7 @@ Verdicts:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ..statedir import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT
@@ -55,6 +55,8 @@ FLAG_LABELS = {
     "incomplete-chain": "incomplete chain",
     "served-chain": "port serves an incomplete chain",
     "acme-root-untrusted": "ACME CA's root not trusted",
+    "dane-mismatch": "matches no TLSA record",
+    "dane-unvalidated": "TLSA not validated",
 }
 
 
@@ -77,6 +79,8 @@ class CertificateFacts:
     trust: TrustFinding | None = None  # a path to a trust anchor, as clients build it (None: not judged)
     served_chain: str | None = None  # what the port serves does not validate: the sentence saying which port, what
     acme_untrusted: bool = False  # ordered by the run just now from an ACME CA whose root is not a trust anchor
+    dane_mismatch: str | None = None  # validated TLSA records exist and none matches it: what to publish
+    dane_unvalidated: str | None = None  # TLSA records exist but the resolver does not validate them (told only)
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,29 @@ def _left_alone(touch_file: str) -> Reason:
 def assess(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime, *,
            thresholds: Thresholds = Thresholds(), touch_files: frozenset[str] = frozenset()) -> Assessment:
     """The assessment of one certificate: the same inputs give the same answer on every surface."""
+    assessment = _assess_certificate(info, server, facts, now, thresholds=thresholds, touch_files=touch_files)
+    return _with_dane(assessment, facts)
+
+
+def _with_dane(assessment: Assessment, facts: CertificateFacts) -> Assessment:
+    """DANE: a certificate no validated TLSA record matches needs attention (``dane-mismatch``: mail from DANE
+    senders stops); records the resolver does not validate are only told (``dane-unvalidated``)."""
+    extra: list[Reason] = []
+    verdict = assessment.verdict
+    if facts.dane_mismatch:
+        extra.append(Reason("dane-mismatch", _sentence(facts.dane_mismatch)))
+        if verdict in (OK, RENEW_SOON) and not assessment.due:
+            verdict = ATTENTION
+    if facts.dane_unvalidated:
+        extra.append(Reason("dane-unvalidated", _sentence(facts.dane_unvalidated)))
+    if not extra:
+        return assessment
+    reasons = assessment.reasons[1:] if assessment.code == "ok" and verdict != OK else assessment.reasons
+    return replace(assessment, verdict=verdict, reasons=tuple(reasons) + tuple(extra))
+
+
+def _assess_certificate(info: CertificateInfo, server: ServerFacts, facts: CertificateFacts, now: datetime, *,
+                        thresholds: Thresholds, touch_files: frozenset[str]) -> Assessment:
     days = info.days_left(now)
     expired = info.not_after <= now
     problems = _problems(info, server, facts, now)

@@ -13,6 +13,7 @@ from ..store import OrderBackoff
 from ..x509 import Bundle
 from ..x509.encode import fullchain_pem
 from ..x509.inspect import fingerprint
+from ..x509.parse import read_private_key
 from .context import Context
 from .install import prepare_bundle
 
@@ -120,11 +121,12 @@ def _problem(exc: SvcsslError) -> dict:
 
 
 def order_hostname_certificate(ctx: Context, *, timeout: float = 120, caa_forbidden: Mapping[str, str] | None = None,
-                               renewing=None) -> OrderOutcome:
+                               renewing=None, key_pem: bytes | None = None) -> OrderOutcome:
     """Order the hostname certificate from the first CA that will issue it, unless a back-off is in force.
 
     ``caa_forbidden`` maps a CA's directory to why CAA forbids it (skipped); ``renewing`` is the leaf this order
-    replaces (its ARI certID goes in ``replaces`` at the CA that issued it). Each CA is tried in order; a CA that
+    replaces (its ARI certID goes in ``replaces`` at the CA that issued it); ``key_pem`` the key to keep (DANE),
+    None for a new one. Each CA is tried in order; a CA that
     asked us to wait (Retry-After) is skipped until then. Only when every CA fails is a back-off recorded.
     """
     names = order_names(ctx)
@@ -153,7 +155,8 @@ def order_hostname_certificate(ctx: Context, *, timeout: float = 120, caa_forbid
             continue
         try:
             issued = order_certificate(choice.config, names, ctx.settings.server.state_dir, timeout=timeout,
-                                       replaces=replacement_id(ctx, renewing, directory))
+                                       replaces=replacement_id(ctx, renewing, directory),
+                                       key=read_private_key(key_pem, validate=False) if key_pem else None)
             prepared = prepare_bundle(ctx, issued.fullchain_pem, issued.key_pem)
         except (AcmeError, InputError, SvcsslError) as exc:
             last = exc

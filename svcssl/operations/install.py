@@ -25,6 +25,7 @@ from ..x509.inspect import CertificateInfo
 from .autofill import load_key
 from .assessment import ATTENTION, OK, RENEW_SOON, Assessment, Thresholds, assess
 from .context import Context
+from .dane import require_dane_confirmation
 from .trust import INCOMPLETE, UNTRUSTED, TrustFinding, judge_trust
 from .inventory import known_facts, touch_files_present
 from .users import PanelUser
@@ -287,6 +288,8 @@ def install_certificate(
     key_ref: KeyReference | None = None,
     allow_untrusted: bool = False,
     confirm_with: str = "confirm it",
+    allow_dane_mismatch: bool = False,
+    confirm_dane_with: str = "confirm it",
 ) -> tuple[PreparedBundle, list[InstallOutcome]]:
     """Validate once, then install on each service; one outcome per service. A certificate clients will not trust
     needs ``allow_untrusted`` (``confirm_with`` says how the person gives it: a flag, a checkbox)."""
@@ -295,6 +298,9 @@ def install_certificate(
     check_input_accepted(services, prepared)
     if any(not kind_of(s.kind).pkcs12_only for s in services):  # (an APNs certificate is Apple's client certificate)
         require_confirmation(prepared, allow_untrusted, confirm_with)
+    dane = require_dane_confirmation(ctx, services, prepared.bundle.leaf, prepared.bundle.chain, allow_dane_mismatch,
+                                     confirm_dane_with)  # (DANE: validated TLSA records its key does not match)
+    prepared = replace(prepared, warnings=prepared.warnings + dane) if dane else prepared
     for service in services:  # every service's disks first: a refusal changes nothing anywhere
         preflight(ctx, service, prepared.bundle)
     outcomes = [deploy_bundle(ctx, s, prepared.bundle, action="install", actor=actor) for s in services]

@@ -20,6 +20,7 @@ from ..x509.parse import read_certificate_input, read_private_key
 from .assessment import (Assessment, CertificateFacts, ServerFacts, Thresholds, assess,
                          assess_unreadable, expiry_level)
 from .context import Context
+from .dane import known_dane
 from .trust import UNTRUSTED, judge_trust
 from ..x509.trust import name_label
 
@@ -216,6 +217,7 @@ def service_status(ctx: Context, service: ServiceSettings, *, known: KnownFacts 
         return ServiceStatus(service, None, exc.message, active, assessment, "expired")
     info = installed.info
     facts = known.for_certificate(info.fingerprint, ctx.store.is_acme_certificate(info.fingerprint))
+    facts = known_dane(ctx, service, installed.leaf, installed.chain, facts)
     assessment = assess_status(ctx, installed, None, known.server, facts, touch, now, network=network,
                                served_chain=served_chain_note(ctx, service, installed, probes))
     expiry = expiry_level(info, assessment, now, Thresholds.from_settings(ctx.settings))

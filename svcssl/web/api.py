@@ -134,7 +134,8 @@ def install_service_ssl_certificate(ctx: Context, params: MultiDict, caller: Cal
         raise ApiFailure("You must provide a certificate (crt).")
     prepared, (outcome,) = install_certificate(ctx, [service.name], crt, _pem_param(params, "key"),
                                                _pem_param(params, "cabundle"), actor=caller.actor,
-                                               allow_untrusted=True)  # WHM installs it and says so in its warnings
+                                               allow_untrusted=True,  # WHM installs it and says so in its warnings
+                                               allow_dane_mismatch=True)
     if not outcome.ok:
         raise ApiFailure(f"The certificate could not be installed on {service.name}: {outcome.message}"
                          + (f" ({outcome.output.strip()})" if outcome.output.strip() else ""))

@@ -78,6 +78,8 @@ class InstallForm(PanelForm):
     cabundle_file = FileField("or upload a CA bundle file")
     allow_untrusted = BooleanField("Install it anyway: clients will not trust it; the next maintenance run will "
                                    "replace it unless its root is added to [trust] ca_file")
+    allow_dane_mismatch = BooleanField("Install it anyway: its key matches none of the validated TLSA records, so "
+                                       "DANE senders will refuse mail until the records above are published")
 
 
 class NewUserForm(PanelForm):

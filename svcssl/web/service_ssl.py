@@ -12,6 +12,7 @@ from ..operations.autofill import CertificateChoice, autofill_certificate, use_c
 from .. import timewords
 from ..operations.browse import parse_reference, refresh_index
 from ..operations.csr import create_csr, split_domains
+from ..operations.dane import recorded_dane, start_rollover
 from ..operations.install import KeyReference, assess_choice, install_certificate, install_warnings
 from ..operations.assessment import FLAG_LABELS, Thresholds
 from ..operations.inventory import SERVED_CHAIN, service_details
@@ -32,7 +33,8 @@ bp = Blueprint("service_ssl", __name__, url_prefix="/scripts2")
 PAGE = "/manageservicecrts"
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----\s*|$)", re.S)
 FIELD_OF_ERROR = {"crt": "crt", "key": "key", "cabundle": "cabundle", "password": "password", "service": "services",
-                  "key_source": "key", "allow_untrusted": "allow_untrusted"}
+                  "key_source": "key", "allow_untrusted": "allow_untrusted",
+                  "allow_dane_mismatch": "allow_dane_mismatch"}
 
 
 def _actor() -> str:
@@ -279,7 +281,10 @@ def install():
         prepared, outcomes = install_certificate(ctx, form.services.data or [], crt, key, cabundle, password,
                                                  actor=_actor(), key_ref=key_ref,
                                                  allow_untrusted=bool(form.allow_untrusted.data),
-                                                 confirm_with="tick \u201cInstall it anyway\u201d below the form")
+                                                 confirm_with="tick \u201cInstall it anyway\u201d below the form",
+                                                 allow_dane_mismatch=bool(form.allow_dane_mismatch.data),
+                                                 confirm_dane_with="tick the DANE \u201cInstall it anyway\u201d "
+                                                                   "below the form")
     except InputError as exc:
         if apply_from and exc.field == "key" and key is None and not form.key_ref.data and not form.key_source.data:
             exc = InputError(f"No private key was given, and the key of “{excerpt(apply_from)}” is not in svcssl's store "
@@ -288,6 +293,7 @@ def install():
         message = _field_error(form, exc)
         return _render_install(form, 400, apply_from=apply_from, form_error=message,
                                untrusted=exc.field == "allow_untrusted",
+                               dane_mismatch=exc.field == "allow_dane_mismatch",
                                choice=_chosen_again(form, request.form.get("chosen")),
                                chosen=request.form.get("chosen"))
     return _show_results(outcomes, prepared.notes + prepared.warnings, prepared.bundle.info)
@@ -369,8 +375,27 @@ def details(service: str):
     return render_template("service_ssl/details.html", details=data, status=status, info=status.info, actors=actors,
                            expiry=status.expiry,
                            live=live, rollback_ids=targets, form=ConfirmForm(), now=ctx.now(),
+                           dane=recorded_dane(ctx, status.service, status.installed),
                            chain_pem=chain_pem(status.installed.chain).decode() if status.installed else "",
                            cert_pem=certificate_pem(status.installed.leaf).decode() if status.installed else "")
+
+
+@bp.route(PAGE + "/dane-rollover/<service>", methods=["POST"])
+@service_ssl_required
+def dane_rollover(service: str):
+    """Start a DANE key rollover: the next key is created and kept on the server; the page shows its record."""
+    ctx = context()
+    svc = _service_or_404(service)
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired or was not sent from this page. Try again.")
+    try:
+        started = start_rollover(ctx, svc.name, actor=_actor())
+    except InputError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".details", service=svc.name))
+    flash(("Created the next key. " if started.created else "A rollover is already waiting. ")
+          + "Add this record beside the current one: " + "; ".join(started.records), "info")
+    return redirect(url_for(".details", service=svc.name, _anchor="dane"))
 
 
 @bp.route(PAGE + "/download/<service>/<any(certificate, fullchain):part>")
