@@ -31,20 +31,14 @@ class ResultStore:
             self._entries[result_id] = (expires, owner, payload)
         return result_id
 
-    def get(self, owner: str, result_id: str) -> Any | None:
+    def get(self, owner: str, result_id: str, *, remove: bool = False) -> Any | None:
+        """The owner's result under ``result_id``; with ``remove`` it is gone afterwards (shown exactly once)."""
         with self._lock:
             entry = self._entries.get(result_id)
             if entry is None or entry[0] < time.monotonic() or not secrets.compare_digest(entry[1], owner):
                 return None
-            return entry[2]
-
-    def take(self, owner: str, result_id: str) -> Any | None:
-        """Like get, and the entry is gone afterwards: for what may be shown exactly once."""
-        with self._lock:
-            entry = self._entries.get(result_id)
-            if entry is None or entry[0] < time.monotonic() or not secrets.compare_digest(entry[1], owner):
-                return None
-            del self._entries[result_id]
+            if remove:
+                del self._entries[result_id]
             return entry[2]
 
     def _drop_expired(self) -> None:
@@ -77,4 +71,4 @@ def recall_once(result_id: str | None) -> Any | None:
     """The result this session stored under ``result_id``, forgotten as it is returned (a reload shows nothing)."""
     if not result_id or len(result_id) > 64 or not _owner():
         return None
-    return _store().take(_owner(), result_id)
+    return _store().get(_owner(), result_id, remove=True)
