@@ -3,8 +3,6 @@ a real Dovecot serving the result, CRLs over HTTP."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import sqlite3
 import time
@@ -13,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -23,6 +20,7 @@ from servers import daemons
 from servers.dns import start_dns_server
 from servers.http import start_http_server
 from servers.pebble import DNS_HOOK, free_port, start_pebble
+from servers.smtp import smtp_inbox
 from svcssl.deploy.probe import fetch_served_certificate
 from svcssl.errors import LockTimeoutError
 from svcssl.maintenance.run import NO_HOSTNAME_CERTIFICATE, NO_MANAGEMENT, run_maintenance
@@ -34,15 +32,6 @@ from svcssl.store.snapshots import list_snapshots
 from svcssl.x509.inspect import describe, fingerprint
 
 HOST = "mail.example.test"
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +51,8 @@ def dns_server():
 
 @pytest.fixture
 def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+    with smtp_inbox() as running:
+        yield running, running.port
 
 
 def make_config(tmp_path: Path, pebble, dns_server, smtp_port: int, *, http01_port: int | None = None,

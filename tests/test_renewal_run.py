@@ -4,20 +4,18 @@ for the hostname and CAA, a real SMTP server for the mail. The clock is the only
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from cryptography import x509
 
 from support.config import require_binaries, write_config
 from servers.acme_proxy import start_acme_proxy
 from servers.dns import start_dns_server
 from servers.pebble import free_port, start_pebble
+from servers.smtp import smtp_inbox
 from svcssl.acme import ari_cert_id
 from svcssl.maintenance.facts import certificate_facts
 from svcssl.maintenance.run import run_maintenance
@@ -31,19 +29,6 @@ HOST = "mail.example.test"
 LIFETIME = 600  # seconds: pebble's certificateValidityPeriod; under 10 days, so renewed at half
 EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 PROFILES = {"classic": "90 days", "tlsserver": "45 days", "shortlived": "160 hours"}
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-    @property
-    def subjects(self) -> list[str]:
-        return [m["Subject"] for m in self.messages]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +64,8 @@ def dns_server():
 
 @pytest.fixture
 def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+    with smtp_inbox() as running:
+        yield running, running.port
 
 
 def make_config(tmp_path: Path, cas, proxy, dns_server, smtp_port: int, *, first=None,

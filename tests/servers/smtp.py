@@ -21,6 +21,10 @@ class Inbox:
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         return "250 OK"
 
+    @property
+    def subjects(self) -> list[str]:
+        return [m["Subject"] for m in self.messages]
+
 
 @contextmanager
 def smtp_inbox() -> Iterator[Inbox]:
