@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DamagedDatabaseError, SvcsslError
@@ -103,17 +104,18 @@ class Database:
         if sql == "ROLLBACK" and not self.connection.in_transaction:
             # SQLite already rolled the transaction back itself (it does after FULL and IOERR on COMMIT)
             return self.connection.execute("SELECT 0")
-        try:
+        with self._in_words():
             return self.connection.execute(sql, parameters)
-        except sqlite3.Error as exc:
-            said = translate(exc, self.path)
-            if said is None:
-                raise
-            raise said from None
 
     def executemany(self, sql: str, rows) -> sqlite3.Cursor:
-        try:
+        with self._in_words():
             return self.connection.executemany(sql, rows)
+
+    @contextmanager
+    def _in_words(self):
+        """SQLite's FULL, IOERR, READONLY and damage errors as svcssl's sentence about this file (others as they are)."""
+        try:
+            yield
         except sqlite3.Error as exc:
             said = translate(exc, self.path)
             if said is None:
